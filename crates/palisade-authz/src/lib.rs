@@ -1,0 +1,22 @@
+//! Authorization for Palisade: the capability registry, the built-in roles, the pure deny-by-default
+//! [`decide`], and [`TenantScope`], the only key to tenant-owned data.
+//!
+//! Invariants:
+//! - `decide` starts from Deny and allows only when the principal holds the capability *and* the target
+//!   tenant lies within its reach *and* any step-up requirement is met. Anything unknown denies.
+//! - A [`TenantScope`] can only be constructed in this crate, by [`decide`] on Allow (or, for explicitly
+//!   named internal work, by [`SystemScope`]); store methods that touch tenant-owned rows take one, so a
+//!   handler cannot query tenant data without having passed authorization.
+//! - No I/O: callers load tenants and roles and pass them in.
+
+pub mod capability;
+pub mod decide;
+pub mod principal;
+pub mod role;
+pub mod scope;
+
+pub use capability::{Access, Capability, CapabilityDef, CapabilityRegistry, RegistryError};
+pub use decide::{Decision, DenyReason, decide};
+pub use principal::{AuthMethod, Principal};
+pub use role::{BuiltinRole, RoleSet};
+pub use scope::{SystemScope, TenantRef, TenantScope};

@@ -1,0 +1,121 @@
+//! Built-in roles and their capability sets.
+//!
+//! | role | holds |
+//! |---|---|
+//! | `system_admin` | every registered capability |
+//! | `partner_admin` | every capability that is not system-only |
+//! | `tenant_admin` | every capability that is not system-only, except creating tenants |
+//! | `member` | declared-resource capabilities ending in `read`, `list`, `create`, `update` (not field-level) |
+//! | `viewer` | declared-resource capabilities ending in `read`, `list` (not field-level) |
+//!
+//! Custom roles with inheritance arrive with the identity work (issue 5); an unknown role name grants
+//! nothing.
+
+use std::collections::BTreeSet;
+
+use crate::capability::{Capability, CapabilityDef, CapabilityRegistry, platform};
+
+/// The roles every deployment has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuiltinRole {
+    /// Operates the whole deployment.
+    SystemAdmin,
+    /// Manages a partner's tenants.
+    PartnerAdmin,
+    /// Manages one tenant.
+    TenantAdmin,
+    /// Reads and writes records.
+    Member,
+    /// Reads records.
+    Viewer,
+}
+
+impl BuiltinRole {
+    /// Every built-in role.
+    pub const ALL: [Self; 5] = [
+        Self::SystemAdmin,
+        Self::PartnerAdmin,
+        Self::TenantAdmin,
+        Self::Member,
+        Self::Viewer,
+    ];
+
+    /// The role's name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SystemAdmin => "system_admin",
+            Self::PartnerAdmin => "partner_admin",
+            Self::TenantAdmin => "tenant_admin",
+            Self::Member => "member",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// Looks a built-in role up by name.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    fn grants(self, def: &CapabilityDef) -> bool {
+        let name = def.name.as_str();
+        let is_platform = name.starts_with("platform.");
+        let is_field = name.contains(".field.");
+        let action = name.rsplit('.').next().unwrap_or_default();
+        match self {
+            Self::SystemAdmin => true,
+            Self::PartnerAdmin => !def.system_only,
+            Self::TenantAdmin => !def.system_only && def.name != platform::TENANT_CREATE,
+            Self::Member => {
+                !is_platform
+                    && !def.system_only
+                    && !is_field
+                    && matches!(action, "read" | "list" | "create" | "update")
+            }
+            Self::Viewer => {
+                !is_platform && !def.system_only && !is_field && matches!(action, "read" | "list")
+            }
+        }
+    }
+
+    /// The capabilities this role holds among those registered.
+    #[must_use]
+    pub fn capabilities(self, registry: &CapabilityRegistry) -> BTreeSet<Capability> {
+        registry
+            .iter()
+            .filter(|def| self.grants(def))
+            .map(|def| def.name.clone())
+            .collect()
+    }
+}
+
+/// Resolves role names to capabilities.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleSet<'a> {
+    registry: &'a CapabilityRegistry,
+}
+
+impl<'a> RoleSet<'a> {
+    /// Role resolution over a registry.
+    #[must_use]
+    pub fn new(registry: &'a CapabilityRegistry) -> Self {
+        Self { registry }
+    }
+
+    /// Whether a role name is known.
+    #[must_use]
+    pub fn is_known(&self, name: &str) -> bool {
+        BuiltinRole::parse(name).is_some()
+    }
+
+    /// The union of the capabilities of the named roles. Unknown names grant nothing (deny by default).
+    #[must_use]
+    pub fn resolve<S: AsRef<str>>(&self, roles: &[S]) -> BTreeSet<Capability> {
+        roles
+            .iter()
+            .filter_map(|r| BuiltinRole::parse(r.as_ref()))
+            .flat_map(|r| r.capabilities(self.registry))
+            .collect()
+    }
+}
