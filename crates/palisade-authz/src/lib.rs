@@ -19,4 +19,4 @@ pub use capability::{Access, Capability, CapabilityDef, CapabilityRegistry, Regi
 pub use decide::{Decision, DenyReason, decide};
 pub use principal::{AuthMethod, Principal};
 pub use role::{BuiltinRole, RoleSet};
-pub use scope::{SystemScope, TenantRef, TenantScope};
+pub use scope::{InternalRole, SystemScope, TenantRef, TenantScope};

@@ -1,0 +1,203 @@
+//! The `palisade` command line: `serve` (default), `migrate`, `bootstrap`, `config check`.
+//!
+//! Human output (banner, verdicts) goes to stderr; logs are JSON lines on stderr too, redacted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Level, Mode, Overrides, Settings};
+
+/// Palisade: a security-first multi-tenant API server.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./palisade.toml when it exists).
+    #[arg(long, global = true, env = "PALISADE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Database URL (overrides database.url).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// development or production (overrides mode).
+    #[arg(long, global = true, value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// Data directory (overrides data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "development" => Ok(Mode::Development),
+        "production" => Ok(Mode::Production),
+        _ => Err("expected development or production".to_owned()),
+    }
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server (the default).
+    Serve,
+    /// Run the database migrations and exit.
+    Migrate,
+    /// Create the system tenant and owner user if missing, and exit.
+    Bootstrap,
+    /// Configuration tools.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `palisade config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every verdict about the configuration; exit non-zero on errors.
+    Check,
+}
+
+#[expect(clippy::print_stderr, reason = "the CLI talks to the operator on stderr")]
+fn say(text: &str) {
+    eprintln!("{text}");
+}
+
+/// Runs the CLI.
+pub async fn run(cli: Cli) -> ExitCode {
+    let overrides = Overrides { listen: cli.listen, database_url: cli.database_url.clone(), mode: cli.mode, data_dir: cli.data_dir.clone() };
+    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("palisade: configuration error: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config { action: ConfigAction::Check } => config_check(&settings),
+        Command::Migrate => {
+            crate::logging::init(&settings.log.level);
+            match crate::app::open_database(&settings, true).await {
+                Ok(_) => {
+                    say(&format!("palisade: migrations applied to {}", settings.database_display()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    say(&format!("palisade: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bootstrap => {
+            crate::logging::init(&settings.log.level);
+            match crate::app::build(settings.clone()).await {
+                Ok(app) => match crate::app::bootstrap(&app.state).await {
+                    Ok(o) => {
+                        say(&format!(
+                            "palisade: system tenant `{}` ({}) and owner {} are in place",
+                            settings.bootstrap.system_tenant, o.system_tenant, settings.bootstrap.owner_email
+                        ));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        say(&format!("palisade: {e}"));
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    say(&format!("palisade: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => serve(settings).await,
+    }
+}
+
+fn config_check(settings: &Settings) -> ExitCode {
+    let verdicts = settings.verdicts();
+    say(&format!("palisade config check: mode {}, database {}", settings.mode.as_str(), settings.database_display()));
+    if verdicts.is_empty() {
+        say("ok: no findings");
+    }
+    for v in &verdicts {
+        say(&v.to_string());
+    }
+    let errors = verdicts.iter().filter(|v| v.level == Level::Error).count();
+    if errors > 0 {
+        say(&format!("{errors} error(s): `palisade serve` would refuse to start"));
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    crate::logging::init(&settings.log.level);
+    for v in settings.verdicts().iter().filter(|v| v.level != Level::Error) {
+        say(&v.to_string());
+    }
+    let listen = settings.server.listen;
+    let mode = settings.mode;
+    let db = settings.database_display();
+    let owner = settings.bootstrap.owner_email.clone();
+    let app = match crate::app::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            say(&format!("palisade: refusing to start: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!("palisade: cannot listen on {listen}: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(listen);
+    let routes = app.state.routes().map_or(0, |r| r.entries().len());
+    say(&format!(
+        "\n  Palisade {} is listening on http://{addr}\n  mode:      {}\n  database:  {db}\n  state:     {}\n  routes:    {routes}, capabilities: {}\n  owner:     {owner} (system_admin of the system tenant)\n\n  Next:  curl http://{addr}/health\n         curl http://{addr}/openapi.json\n         palisade config check   (what production would refuse)\n",
+        env!("CARGO_PKG_VERSION"),
+        mode.as_str(),
+        app.state.settings().state.url,
+        app.state.capabilities().len(),
+    ));
+    match crate::app::serve(listener, app.router, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            say(&format!("palisade: server error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

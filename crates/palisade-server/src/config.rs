@@ -1,0 +1,685 @@
+//! Configuration: one typed [`Settings`], layered defaults → `palisade.toml` → environment
+//! (`PALISADE__SECTION__KEY`) → command-line flags, validated once at start.
+//!
+//! Invariants:
+//! - Secrets are held in `secrecy` types and can be given inline or as `*_file` (env
+//!   `PALISADE__…_FILE`) naming a file that holds them; setting both is an error.
+//! - [`Settings::verdicts`] is the single source of start-up judgement: `palisade serve` refuses to bind
+//!   when it reports an error, and `palisade config check` prints the same list. Messages name the
+//!   setting, never its value.
+//! - Unknown keys in known sections are errors (a typo must not silently fall back to a default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use palisade_crypto::MasterKey;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Development or production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Generated keys and the development outbox are allowed; weak settings warn.
+    Development,
+    /// Weak, default or generated secrets stop the server before it binds.
+    Production,
+}
+
+impl Mode {
+    /// The configuration spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// How many reverse proxies in front append to `X-Forwarded-For`; 0 ignores the header.
+    pub trusted_proxy_hops: u8,
+    /// Requests in flight at once; more are shed with 503 and `Retry-After`.
+    pub max_concurrency: usize,
+    /// Seconds a request may take before it is answered with 503.
+    pub request_timeout_secs: u64,
+    /// Origins allowed by CORS; empty denies every cross-origin browser request.
+    pub cors_allowed_origins: Vec<String>,
+    /// Whether to send the security headers. Turning this off is refused in production.
+    pub security_headers: bool,
+    /// The public base URL (used for `Location` and, later, token `iss`).
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxy_hops: 0,
+            max_concurrency: 1024,
+            request_timeout_secs: 30,
+            cors_allowed_origins: Vec::new(),
+            security_headers: true,
+            public_url: None,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest accepted request body; more is answered 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` or `postgres://user@host/db`. May hold a password, so it is a secret.
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub url: Option<SecretString>,
+    /// A file holding the URL.
+    pub url_file: Option<PathBuf>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// PostgreSQL only: the schema to use (its `search_path`); default `public`.
+    pub schema: Option<String>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, url_file: None, max_connections: 10, schema: None }
+    }
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSettings {
+    /// `memory://` (one instance) or `redis://host:port` (several instances).
+    pub url: String,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self { url: "memory://".to_owned() }
+    }
+}
+
+/// `[secrets]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretSettings {
+    /// The master secret every purpose key derives from (at least 32 bytes).
+    #[serde(serialize_with = "serialize_secret_opt")]
+    pub master_key: Option<SecretString>,
+    /// A file holding the master secret.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `[bootstrap]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapSettings {
+    /// Slug of the system tenant created on first start.
+    pub system_tenant: String,
+    /// E-mail of the owner user created on first start (role `system_admin`).
+    pub owner_email: String,
+}
+
+impl Default for BootstrapSettings {
+    fn default() -> Self {
+        Self { system_tenant: "system".to_owned(), owner_email: "owner@localhost".to_owned() }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Client networks allowed to read `/metrics`.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        let v4: IpNet = IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]));
+        let v6: IpNet = IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        Self { allowed_ips: vec![v4, v6] }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter, e.g. `info` or `palisade_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".to_owned() }
+    }
+}
+
+/// `[trust]`: organisational facts shown by the Trust Center, labelled as declared.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustSettings {
+    /// security.txt `Contact` (a `mailto:` or `https:` URI). Required in production.
+    pub contact: Option<String>,
+    /// security.txt `Policy`.
+    pub policy: Option<String>,
+}
+
+/// All settings. (Top-level unknown keys land in `pending` and are judged by [`Settings::verdicts`].)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Development or production.
+    pub mode: Mode,
+    /// Where generated keys, the SQLite file and the outbox live.
+    pub data_dir: PathBuf,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[limits]`.
+    pub limits: LimitSettings,
+    /// `[database]`.
+    pub database: DatabaseSettings,
+    /// `[state]`.
+    pub state: StateSettings,
+    /// `[secrets]`.
+    pub secrets: SecretSettings,
+    /// `[bootstrap]`.
+    pub bootstrap: BootstrapSettings,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+    /// `[log]`.
+    pub log: LogSettings,
+    /// `[trust]`.
+    pub trust: TrustSettings,
+    /// Sections of the configuration contract that later features implement (rate limiting, OTP,
+    /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
+    /// `config check` warns that this build does not act on them yet.
+    #[serde(flatten, serialize_with = "serialize_pending")]
+    pub pending: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Development,
+            data_dir: PathBuf::from("./data"),
+            server: ServerSettings::default(),
+            limits: LimitSettings::default(),
+            database: DatabaseSettings::default(),
+            state: StateSettings::default(),
+            secrets: SecretSettings::default(),
+            bootstrap: BootstrapSettings::default(),
+            metrics: MetricsSettings::default(),
+            log: LogSettings::default(),
+            trust: TrustSettings::default(),
+            pending: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+fn serialize_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    // SECURITY: secrets never serialise; defaults merged through figment carry `None` only.
+    match v {
+        Some(_) => s.serialize_str("[REDACTED]"),
+        None => s.serialize_none(),
+    }
+}
+
+fn serialize_pending<S: serde::Serializer>(
+    v: &std::collections::BTreeMap<String, serde_json::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (k, val) in v {
+        m.serialize_entry(k, val)?;
+    }
+    m.end()
+}
+
+/// Sections later features implement; anything else unknown at the top level is an error.
+pub const PENDING_SECTIONS: &[&str] = &["rate_limit", "webhooks", "auth", "privacy", "resource", "oauth", "waf", "vault"];
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--mode`.
+    pub mode: Option<Mode>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why configuration could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, environment or flags do not fit the settings' shape.
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret file could not be read.
+    #[error("{setting}: cannot read the file it names ({reason})")]
+    SecretFile {
+        /// The setting.
+        setting: &'static str,
+        /// The I/O error kind (never the content).
+        reason: String,
+    },
+}
+
+/// How serious a verdict is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Stops `serve`; `config check` exits non-zero.
+    Error,
+    /// Printed; does not stop.
+    Warning,
+    /// For the record (e.g. "a development key was generated").
+    Info,
+}
+
+/// One judgement about the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// How serious.
+    pub level: Level,
+    /// The setting it concerns, e.g. `secrets.master_key`.
+    pub setting: String,
+    /// What is wrong and what to do, never the value.
+    pub message: String,
+}
+
+impl Verdict {
+    fn error(setting: &str, message: impl Into<String>) -> Self {
+        Self { level: Level::Error, setting: setting.to_owned(), message: message.into() }
+    }
+    fn warning(setting: &str, message: impl Into<String>) -> Self {
+        Self { level: Level::Warning, setting: setting.to_owned(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Info => "info",
+        };
+        write!(f, "{tag}: {}: {}", self.setting, self.message)
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `file` (when given, or `./palisade.toml` when it exists), then the
+    /// environment, then `overrides`; then resolves `*_file` secrets.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a layer does not fit the settings' shape or a secret file cannot be read.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("PALISADE__").split("__"))
+    }
+
+    /// [`Settings::load`] with an explicit environment provider (tests pass a fixed one).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(file: Option<&Path>, overrides: &Overrides, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Invalid(format!(
+                        "configuration file {} does not exist",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            None => {
+                let default = Path::new("palisade.toml");
+                if default.exists() {
+                    fig = fig.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        fig = fig.merge(env);
+        let mut settings: Settings = fig.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(&e)))?;
+        if let Some(l) = overrides.listen {
+            settings.server.listen = l;
+        }
+        if let Some(u) = &overrides.database_url {
+            settings.database.url = Some(SecretString::from(u.clone()));
+            settings.database.url_file = None;
+        }
+        if let Some(m) = overrides.mode {
+            settings.mode = m;
+        }
+        if let Some(d) = &overrides.data_dir {
+            settings.data_dir = d.clone();
+        }
+        settings.resolve_secret_files()?;
+        Ok(settings)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = self.secrets.master_key_file.clone() {
+            if self.secrets.master_key.is_some() {
+                return Err(ConfigError::Invalid(
+                    "secrets.master_key and secrets.master_key_file are both set; set one".to_owned(),
+                ));
+            }
+            self.secrets.master_key = Some(read_secret_file("secrets.master_key_file", &path)?);
+        }
+        if let Some(path) = self.database.url_file.clone() {
+            if self.database.url.is_some() {
+                return Err(ConfigError::Invalid(
+                    "database.url and database.url_file are both set; set one".to_owned(),
+                ));
+            }
+            self.database.url = Some(read_secret_file("database.url_file", &path)?);
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    #[must_use]
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(u) => u.clone(),
+            None => SecretString::from(format!("sqlite://{}", self.data_dir.join("palisade.db").display())),
+        }
+    }
+
+    /// The database URL with any password removed, for banners and logs.
+    #[must_use]
+    pub fn database_display(&self) -> String {
+        redact_url_password(self.database_url().expose_secret())
+    }
+
+    /// Every judgement about these settings; the server refuses to start when any is an error.
+    #[must_use]
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        let prod = self.mode == Mode::Production;
+        match &self.secrets.master_key {
+            None if prod => v.push(Verdict::error(
+                "secrets.master_key",
+                "is not set; production needs a master key of at least 32 random bytes \
+                 (PALISADE__SECRETS__MASTER_KEY or PALISADE__SECRETS__MASTER_KEY_FILE)",
+            )),
+            None => v.push(Verdict {
+                level: Level::Info,
+                setting: "secrets.master_key".to_owned(),
+                message: format!(
+                    "is not set; a development key is generated in {} (refused in production)",
+                    self.data_dir.join("master.key").display()
+                ),
+            }),
+            Some(key) => {
+                if let Some(weak) = MasterKey::new(key.clone()).weakness() {
+                    let text = format!("{weak}");
+                    if prod {
+                        v.push(Verdict::error("secrets.master_key", format!("{text}; production refuses it")));
+                    } else if weak != palisade_crypto::MasterKeyError::GeneratedForDevelopment {
+                        v.push(Verdict::warning("secrets.master_key", format!("{text}; production would refuse it")));
+                    }
+                }
+            }
+        }
+        let db = self.database_url();
+        let db = db.expose_secret();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            v.push(Verdict::error("database.url", "must start with sqlite:// or postgres://"));
+        } else if prod && db.starts_with("sqlite:") {
+            v.push(Verdict::warning(
+                "database.url",
+                "SQLite serves one instance; production deployments with several instances need PostgreSQL",
+            ));
+        }
+        if !(self.state.url == "memory://" || self.state.url.starts_with("redis://") || self.state.url.starts_with("rediss://")) {
+            v.push(Verdict::error("state.url", "must be memory:// or redis://host:port"));
+        }
+        if self.server.max_concurrency == 0 {
+            v.push(Verdict::error("server.max_concurrency", "must be at least 1"));
+        }
+        if self.server.request_timeout_secs == 0 || self.server.request_timeout_secs > 600 {
+            v.push(Verdict::error("server.request_timeout_secs", "must be between 1 and 600"));
+        }
+        if self.limits.max_body_bytes < 1024 || self.limits.max_body_bytes > 64 * 1024 * 1024 {
+            v.push(Verdict::error("limits.max_body_bytes", "must be between 1 KiB and 64 MiB"));
+        }
+        for origin in &self.server.cors_allowed_origins {
+            if origin == "*" || origin.contains('*') {
+                v.push(Verdict::error("server.cors_allowed_origins", "wildcards are refused; list exact origins"));
+            } else if !(origin.starts_with("https://") || origin.starts_with("http://")) || origin.ends_with('/') {
+                v.push(Verdict::error(
+                    "server.cors_allowed_origins",
+                    "each origin is scheme://host[:port] without a path or trailing slash",
+                ));
+            } else if prod && origin.starts_with("http://") {
+                v.push(Verdict::error("server.cors_allowed_origins", "production refuses plain-http origins"));
+            }
+        }
+        if !self.server.security_headers {
+            if prod {
+                v.push(Verdict::error("server.security_headers", "cannot be turned off in production"));
+            } else {
+                v.push(Verdict::warning("server.security_headers", "is off: responses carry no security headers"));
+            }
+        }
+        if palisade_domain::Slug::parse(&self.bootstrap.system_tenant).is_err() {
+            v.push(Verdict::error("bootstrap.system_tenant", "must be a slug: 1-63 of [a-z0-9-], no leading or trailing hyphen"));
+        }
+        if crate::validate::email(&self.bootstrap.owner_email).is_err() {
+            v.push(Verdict::error("bootstrap.owner_email", "must be an e-mail address"));
+        }
+        match &self.trust.contact {
+            None if prod => v.push(Verdict::error(
+                "trust.contact",
+                "is not set; production publishes security.txt and needs a mailto: or https: contact",
+            )),
+            Some(c) if !(c.starts_with("mailto:") || c.starts_with("https://")) => {
+                v.push(Verdict::error("trust.contact", "must be a mailto: or https: URI"));
+            }
+            _ => {}
+        }
+        if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
+            v.push(Verdict::warning("metrics.allowed_ips", "allows every address; metrics reveal traffic patterns"));
+        }
+        for key in self.pending.keys() {
+            if PENDING_SECTIONS.contains(&key.as_str()) {
+                v.push(Verdict::warning(
+                    key,
+                    "is part of the configuration contract but this build does not act on it yet",
+                ));
+            } else {
+                v.push(Verdict::error(key, "is not a known setting"));
+            }
+        }
+        v
+    }
+
+    /// Whether any verdict is an error.
+    #[must_use]
+    pub fn has_errors(verdicts: &[Verdict]) -> bool {
+        verdicts.iter().any(|v| v.level == Level::Error)
+    }
+
+    /// Settings for tests: development mode, a fixed strong master key, everything else default.
+    #[must_use]
+    pub fn for_test(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            secrets: SecretSettings {
+                master_key: Some(SecretString::from("test-master-key-0123456789-abcdefghijklmnop".to_owned())),
+                master_key_file: None,
+            },
+            ..Self::default()
+        }
+    }
+}
+
+fn read_secret_file(setting: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::SecretFile { setting, reason: e.kind().to_string() })?;
+    Ok(SecretString::from(raw.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    // SECURITY: figment's messages can quote the offending value; keep only the key path and the kind.
+    let path = e.path.join(".");
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(f, _) => format!("unknown setting `{f}`"),
+        figment::error::Kind::MissingField(f) => format!("missing setting `{f}`"),
+        figment::error::Kind::InvalidType(_, expected) => format!("wrong type, expected {expected}"),
+        figment::error::Kind::InvalidValue(_, expected) => format!("invalid value, expected {expected}"),
+        figment::error::Kind::UnknownVariant(_, expected) => format!("unknown value, expected one of {}", expected.join(", ")),
+        figment::error::Kind::Message(m) if m.len() < 200 && !m.contains('"') => m.clone(),
+        _ => "invalid configuration".to_owned(),
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    if path.is_empty() { format!("{what}{source}") } else { format!("{path}: {what}{source}") }
+}
+
+/// Removes the password from a URL's userinfo.
+#[must_use]
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:[REDACTED]@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env::prefixed("PALISADE_TEST_NOTHING__").split("__")
+    }
+
+    #[test]
+    fn defaults_are_development_on_sqlite() {
+        let s = Settings::default();
+        assert_eq!(s.mode, Mode::Development);
+        assert!(s.database_url().expose_secret().starts_with("sqlite://"));
+        assert!(!Settings::has_errors(&s.verdicts()));
+    }
+
+    #[test]
+    fn production_refuses_missing_default_short_and_generated_keys() {
+        let mut s = Settings { mode: Mode::Production, ..Settings::default() };
+        s.trust.contact = Some("mailto:security@example.com".into());
+        s.database.url = Some(SecretString::from("postgres://app@db/palisade".to_owned()));
+        let check = |s: &Settings| {
+            let v = s.verdicts();
+            v.iter().find(|v| v.level == Level::Error && v.setting == "secrets.master_key").cloned()
+        };
+        assert!(check(&s).is_some(), "missing key");
+        for bad in ["changeme", "short-key", &MasterKey::generate_development().expose_secret().to_owned()] {
+            s.secrets.master_key = Some(SecretString::from(bad.to_owned()));
+            let verdict = check(&s).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(!verdict.message.contains(bad), "verdict echoes the secret");
+        }
+        s.secrets.master_key = Some(SecretString::from("k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G".to_owned()));
+        assert!(check(&s).is_none());
+        assert!(!Settings::has_errors(&s.verdicts()), "{:?}", s.verdicts());
+    }
+
+    #[test]
+    fn toml_env_and_overrides_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "mode = \"development\"\n[server]\nlisten = \"127.0.0.1:9000\"\ntrusted_proxy_hops = 1\n").unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert_eq!(s.server.listen.port(), 9000);
+        assert_eq!(s.server.trusted_proxy_hops, 1);
+        let o = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Overrides::default() };
+        let s = Settings::load_from(Some(&file), &o, env()).unwrap();
+        assert_eq!(s.server.listen.port(), 9100);
+    }
+
+    #[test]
+    fn a_typo_in_a_known_section_is_an_error_and_does_not_echo_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\ntrusted_proxy_hop = 1\n").unwrap();
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap_err().to_string();
+        assert!(err.contains("trusted_proxy_hop"), "{err}");
+        std::fs::write(&file, "[secrets]\nmaster_key = 42\n").unwrap();
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap_err().to_string();
+        assert!(err.contains("secrets.master_key") && !err.contains("42"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_are_read_and_both_forms_together_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G\n").unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, format!("[secrets]\nmaster_key_file = \"{}\"\n", key.display())).unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert_eq!(s.secrets.master_key.unwrap().expose_secret(), "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G");
+        std::fs::write(&file, format!("[secrets]\nmaster_key = \"x\"\nmaster_key_file = \"{}\"\n", key.display())).unwrap();
+        assert!(Settings::load_from(Some(&file), &Overrides::default(), env()).is_err());
+    }
+
+    #[test]
+    fn unknown_top_level_sections_are_errors_and_contract_sections_warn() {
+        let mut s = Settings::default();
+        s.pending.insert("rate_limit".into(), serde_json::json!({}));
+        s.pending.insert("ratelimit".into(), serde_json::json!({}));
+        let v = s.verdicts();
+        assert!(v.iter().any(|v| v.setting == "rate_limit" && v.level == Level::Warning));
+        assert!(v.iter().any(|v| v.setting == "ratelimit" && v.level == Level::Error));
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(redact_url_password("postgres://app:hunter2@db/x"), "postgres://app:[REDACTED]@db/x");
+        assert_eq!(redact_url_password("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url_password("sqlite://./data/p.db"), "sqlite://./data/p.db");
+    }
+}

@@ -1,0 +1,173 @@
+//! The authorization layer: one instance per protected route, carrying that route's capability.
+//!
+//! For a protected route it (1) authenticates the request, (2) loads the caller's home tenant and user
+//! and resolves their capabilities from their roles, (3) picks the target tenant (home, or
+//! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], and on Allow inserts the
+//! [`palisade_authz::Principal`] and [`palisade_authz::TenantScope`] for the handler.
+//!
+//! SECURITY: every failure on the way denies. No credential → 401; a refused credential → 401 with
+//! `error="invalid_token"`; a disabled user, vanished tenant or stale token version → 401; a tenant
+//! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a store error → 503.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use palisade_authz::{
+    Access, Capability, Decision, DenyReason, InternalRole, Principal, RoleSet, SystemScope, TenantRef, decide,
+};
+use palisade_domain::{TenantId, UserStatus};
+use time::OffsetDateTime;
+
+use crate::authn::{AuthOutcome, Identity};
+use crate::error::{ApiError, Challenge};
+use crate::state::AppState;
+
+/// The header that selects another tenant within the principal's reach.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// The guard's state: the app and the route's access declaration.
+#[derive(Clone)]
+pub struct Guard {
+    /// Shared state.
+    pub app: AppState,
+    /// What the route demands.
+    pub access: Access,
+}
+
+/// Who acted, for the access log (put into response extensions).
+#[derive(Debug, Clone)]
+pub struct AuthInfo {
+    /// The user id.
+    pub subject: String,
+    /// The tenant acted on.
+    pub tenant: String,
+}
+
+/// The middleware function.
+pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let Access::Capability(capability) = &guard.access else {
+        return next.run(req).await;
+    };
+    match admit(&guard.app, capability, req.headers()).await {
+        Ok((principal, scope)) => {
+            let info = AuthInfo { subject: principal.subject.to_string(), tenant: scope.tenant_id().to_string() };
+            req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(scope);
+            let mut res = next.run(req).await;
+            res.extensions_mut().insert(info);
+            res
+        }
+        Err(e) => {
+            guard.app.metrics().record_denial();
+            e.into_response()
+        }
+    }
+}
+
+/// Authenticates and authorizes one request for `capability`.
+///
+/// # Errors
+/// The [`ApiError`] to answer with.
+pub async fn admit(
+    app: &AppState,
+    capability: &Capability,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
+    let identity = match app.authenticator().authenticate(headers).await {
+        AuthOutcome::Authenticated(id) => id,
+        AuthOutcome::Anonymous => {
+            return Err(ApiError::Unauthenticated {
+                code: "auth.unauthenticated",
+                detail: "This route needs a credential.",
+                challenge: Challenge::Missing,
+            });
+        }
+        AuthOutcome::Rejected(code) => {
+            return Err(ApiError::Unauthenticated {
+                code,
+                detail: "The credential was refused.",
+                challenge: Challenge::InvalidToken,
+            });
+        }
+    };
+    let principal = resolve_principal(app, identity).await?;
+    let target = select_tenant(app, &principal, headers).await?;
+    match decide(
+        &principal,
+        &target,
+        capability,
+        app.capabilities(),
+        OffsetDateTime::now_utc(),
+        app.step_up_max_age(),
+    ) {
+        Decision::Allow(scope) => Ok((principal, scope)),
+        Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound { code: "tenant.not_found" }),
+        Decision::Deny(DenyReason::StepUpRequired) => Err(ApiError::Forbidden {
+            code: "auth.step_up_required",
+            detail: format!("`{capability}` needs a second factor proved within the step-up window."),
+        }),
+        Decision::Deny(_) => Err(ApiError::Forbidden {
+            code: "authz.forbidden",
+            detail: format!("This route needs the capability `{capability}`."),
+        }),
+    }
+}
+
+fn refused(detail: &'static str) -> ApiError {
+    ApiError::Unauthenticated { code: "auth.invalid_token", detail, challenge: Challenge::InvalidToken }
+}
+
+async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Principal, ApiError> {
+    let stores = app.stores();
+    let home = stores
+        .tenants
+        .resolve_tenant(identity.tenant_id)
+        .await?
+        .ok_or_else(|| refused("The credential's tenant no longer exists."))?;
+    let home_ref = home.to_ref();
+    // SECURITY: reading the caller's own user row is internal work of authentication, named as such.
+    let own = SystemScope::internal(InternalRole::Authentication).tenant_scope(home_ref.clone());
+    let user = stores
+        .users
+        .get_user(&own, identity.user_id)
+        .await?
+        .ok_or_else(|| refused("The credential's user no longer exists."))?;
+    if user.status != UserStatus::Active {
+        return Err(refused("The user is disabled."));
+    }
+    if identity.token_version.is_some_and(|v| v != user.token_version) {
+        return Err(refused("The credential was revoked."));
+    }
+    let capabilities = RoleSet::new(app.capabilities()).resolve(&user.roles);
+    Ok(Principal {
+        subject: user.id,
+        home: home_ref,
+        roles: user.roles,
+        capabilities,
+        method: identity.method,
+        amr: identity.amr,
+        auth_time: identity.auth_time,
+    })
+}
+
+async fn select_tenant(
+    app: &AppState,
+    principal: &Principal,
+    headers: &axum::http::HeaderMap,
+) -> Result<TenantRef, ApiError> {
+    let Some(raw) = headers.get(TENANT_HEADER) else {
+        return Ok(principal.home.clone());
+    };
+    // SECURITY: a malformed, unknown or unreachable tenant all answer the same 404.
+    let not_found = || ApiError::NotFound { code: "tenant.not_found" };
+    let id: TenantId = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(not_found)?;
+    if id == principal.home.id {
+        return Ok(principal.home.clone());
+    }
+    let tenant = app.stores().tenants.resolve_tenant(id).await?.ok_or_else(not_found)?;
+    let target = tenant.to_ref();
+    if !principal.home.reaches(&target) {
+        return Err(not_found());
+    }
+    Ok(target)
+}

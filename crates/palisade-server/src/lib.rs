@@ -1,0 +1,25 @@
+//! The Palisade API server: configuration, the request pipeline, `SecureRouter`, the routes, the
+//! OpenAPI document and the CLI. The `palisade` binary in `main.rs` is a thin shell over [`cli`].
+//!
+//! Invariants (DESIGN.md): every route declares one capability or a public reason; every response,
+//! errors included, carries the security headers and a request id; every error is an RFC 9457 problem
+//! that leaks nothing; no SQL and no cryptographic primitive lives in this crate.
+
+pub mod app;
+pub mod authn;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod guard;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
+pub mod pipeline;
+pub mod router;
+pub mod routes;
+pub mod state;
+pub mod validate;
+
+pub use app::{App, BuildError, build};
+pub use config::Settings;

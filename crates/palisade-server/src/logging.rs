@@ -1,0 +1,101 @@
+//! Logging: structured JSON lines through one redaction layer.
+//!
+//! SECURITY: every formatted line passes through [`palisade_domain::redact::redact_line`] in the writer,
+//! whatever emitted it (our code, a dependency, a panic message), so redaction by key name and by
+//! pattern cannot be forgotten at a call site.
+
+use std::io::{self, Write};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// A writer that redacts each line before it reaches the inner writer.
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    /// Wraps a writer.
+    pub fn new(inner: W) -> Self {
+        Self { inner, buf: Vec::with_capacity(512) }
+    }
+
+    fn flush_lines(&mut self) -> io::Result<()> {
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line);
+            self.inner.write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.flush_lines()?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_lines()?;
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            let text = String::from_utf8_lossy(&rest);
+            self.inner.write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Makes a [`RedactingWriter`] over stderr for each event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingWriter<io::Stderr>;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter::new(io::stderr())
+    }
+}
+
+/// Installs the global JSON subscriber (the binary calls this once; tests stay silent unless
+/// `TEST_LOG` is set).
+pub fn init(filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(RedactingStderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_is_redacted_even_when_written_in_pieces() {
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            w.write_all(br#"{"msg":"login","email":"ada@exam"#).unwrap();
+            w.write_all(b"ple.com\",\"password\":\"hunter2\"}\n").unwrap();
+            w.write_all(b"plain text with ada@example.com").unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("ada@example.com"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("login"));
+        assert_eq!(text.lines().count(), 2);
+    }
+}

@@ -1,0 +1,273 @@
+//! The request pipeline (DESIGN.md "The request pipeline" 1–4 and 10), outermost first:
+//!
+//! 1. [`request_context`]: request id (echoed when well-formed, else generated) and client IP (the
+//!    socket address, or `X-Forwarded-For` counted from the right across `trusted_proxy_hops`).
+//! 2. [`security_headers`]: HSTS, CSP, nosniff, Referrer-Policy, frame and cross-origin policies, and
+//!    `Cache-Control: no-store` on every response, errors included.
+//! 3. [`observe`]: fills the request id into problem bodies, turns any bare error status into a problem,
+//!    logs one structured access line (redacted by the logging layer) and records metrics. The cause of
+//!    an internal error is logged here, once.
+//! 4. CORS (only when origins are configured).
+//! 5. [`concurrency_cap`]: sheds with 503 + `Retry-After` beyond `server.max_concurrency`.
+//! 6. [`timeout`]: 503 when a request runs past `server.request_timeout_secs`.
+//! 7. Body cap (`limits.max_body_bytes`, 413) and panic catching (a panic becomes a 500 problem).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::error::{ApiError, InternalCause, Problem, problem_response};
+use crate::guard::AuthInfo;
+use crate::state::AppState;
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The client's IP as the pipeline determined it, in request extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+fn well_formed_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| s.to_owned())
+}
+
+/// The client IP: with `hops == 0` the socket address; otherwise the `hops`-th `X-Forwarded-For`
+/// entry counted from the right (each trusted proxy appends the address it saw), or the leftmost
+/// entry when the header has fewer. An unparsable entry falls back to the socket address.
+#[must_use]
+pub fn client_ip(socket: Option<IpAddr>, xff: Option<&str>, hops: u8) -> Option<IpAddr> {
+    if hops == 0 {
+        return socket;
+    }
+    let Some(xff) = xff else { return socket };
+    let entries: Vec<&str> = xff.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if entries.is_empty() {
+        return socket;
+    }
+    let idx = entries.len().saturating_sub(usize::from(hops));
+    entries
+        .get(idx)
+        .and_then(|e| e.parse::<IpAddr>().ok().or_else(|| e.parse::<SocketAddr>().ok().map(|s| s.ip())))
+        .or(socket)
+}
+
+/// Step 1: request id and client IP.
+pub async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(well_formed_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let socket = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    // SECURITY: without a socket address (in-process calls) the client is the unspecified address,
+    // which no allowlist contains.
+    let ip = client_ip(socket, xff, app.settings().server.trusted_proxy_hops)
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(ClientIp(ip));
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// The security headers, in the order they are sent.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+];
+
+/// Step 2: security headers on every response.
+pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    if app.settings().server.security_headers {
+        let h = res.headers_mut();
+        for (name, value) in SECURITY_HEADERS {
+            // A route may set a stricter or route-specific CSP (e.g. the Trust Center page); keep it.
+            if !h.contains_key(*name) {
+                h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+            }
+        }
+    }
+    if !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+fn generic_code(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::NOT_FOUND => ("route.not_found", "No route matches this path."),
+        StatusCode::METHOD_NOT_ALLOWED => ("route.method_not_allowed", "This path does not accept this method."),
+        StatusCode::PAYLOAD_TOO_LARGE => ("request.too_large", "The request body exceeds the configured limit."),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("request.unsupported_media_type", "The body must be sent as application/json."),
+        StatusCode::REQUEST_TIMEOUT => ("request.timeout", "The request took too long to arrive."),
+        s if s.is_server_error() => ("server.internal", "An internal error occurred; quote the request id when reporting it."),
+        _ => ("request.invalid", "The request was refused."),
+    }
+}
+
+/// Step 3: problem completion, access log and metrics.
+pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
+    app.metrics().in_flight(1);
+    let res = next.run(req).await;
+    app.metrics().in_flight(-1);
+    let mut res = finish_problem(res, &request_id).await;
+    let status = res.status();
+    let code = res.extensions().get::<Problem>().map(|p| p.code.clone());
+    if let Some(InternalCause(cause)) = res.extensions_mut().remove::<InternalCause>() {
+        tracing::error!(target: "palisade::error", request_id = %request_id, cause = %cause, "internal error");
+    }
+    let auth = res.extensions().get::<AuthInfo>().cloned();
+    let elapsed = started.elapsed();
+    app.metrics().record_request(method.as_str(), &route, status.as_u16(), elapsed.as_secs_f64());
+    tracing::info!(
+        target: "palisade::access",
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        path = %path,
+        status = status.as_u16(),
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        client_ip = %ip,
+        problem = code.as_deref().unwrap_or(""),
+        subject = auth.as_ref().map_or("", |a| a.subject.as_str()),
+        tenant = auth.as_ref().map_or("", |a| a.tenant.as_str()),
+        "request"
+    );
+    res
+}
+
+/// Puts the request id into a problem body, and turns a bare error response (from axum's router or a
+/// tower layer) into a problem.
+pub async fn finish_problem(res: Response, request_id: &str) -> Response {
+    let status = res.status();
+    if let Some(problem) = res.extensions().get::<Problem>().cloned() {
+        let mut problem = problem;
+        problem.request_id = request_id.to_owned();
+        let (mut parts, _) = res.into_parts();
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.extensions.insert(problem);
+        return Response::from_parts(parts, axum::body::Body::from(body));
+    }
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (code, detail) = generic_code(status);
+    let (parts, _) = res.into_parts();
+    let mut fresh = problem_response(status, code, detail.to_owned(), None);
+    // Keep headers such as Allow (405) and Retry-After.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Box::pin(finish_problem(fresh, request_id)).await
+}
+
+/// The concurrency cap's semaphore.
+#[derive(Clone)]
+pub struct Cap(pub Arc<Semaphore>);
+
+/// Step 5: shed load beyond the cap. `/health` is exempt so liveness probes see a live process.
+pub async fn concurrency_cap(State((app, cap)): State<(AppState, Cap)>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    match cap.0.try_acquire_owned() {
+        Ok(permit) => {
+            let res = next.run(req).await;
+            drop(permit);
+            res
+        }
+        Err(_) => {
+            app.metrics().record_shed();
+            ApiError::Unavailable { code: "server.overloaded", retry_after: 1 }.into_response()
+        }
+    }
+}
+
+/// Step 6: the request deadline.
+pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(app.settings().server.request_timeout_secs);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::Unavailable { code: "server.timeout", retry_after: 1 }.into_response(),
+    }
+}
+
+/// Step 7: a panic in a handler becomes a 500 problem, not a dropped connection.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    ApiError::internal(format!("handler panicked: {what}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn client_ip_ignores_forwarded_for_without_trusted_hops() {
+        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("1.2.3.4"), 0), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn client_ip_counts_trusted_hops_from_the_right() {
+        let sock = Some(ip("10.0.0.1"));
+        // The client forged "6.6.6.6"; the one proxy appended the real client address.
+        assert_eq!(client_ip(sock, Some("6.6.6.6, 1.2.3.4"), 1), Some(ip("1.2.3.4")));
+        assert_eq!(client_ip(sock, Some("6.6.6.6, 1.2.3.4, 10.0.0.2"), 2), Some(ip("1.2.3.4")));
+        assert_eq!(client_ip(sock, Some("1.2.3.4"), 3), Some(ip("1.2.3.4")));
+        assert_eq!(client_ip(sock, Some("garbage"), 1), sock);
+        assert_eq!(client_ip(sock, Some(""), 1), sock);
+        assert_eq!(client_ip(sock, Some("[2001:db8::1]:443"), 1), Some(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn request_ids_are_echoed_only_when_well_formed() {
+        assert!(well_formed_request_id(&HeaderValue::from_static("abc-123_x.y")).is_some());
+        assert!(well_formed_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(well_formed_request_id(&HeaderValue::from_str(&"a".repeat(65)).unwrap()).is_none());
+        assert!(well_formed_request_id(&HeaderValue::from_static("")).is_none());
+    }
+}

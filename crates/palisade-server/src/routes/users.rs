@@ -1,0 +1,248 @@
+//! `/v1/users`: users of the selected tenant.
+//!
+//! SECURITY: a caller can only hand out roles whose capabilities it holds itself (no escalation), and
+//! `system_admin` / `partner_admin` exist only in the system / a partner tenant. Every store call takes
+//! the guard's scope.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_authz::{Access, BuiltinRole, Principal, RoleSet, TenantScope, capability::platform};
+use palisade_domain::{TenantKind, UserId, UserStatus};
+use palisade_store::{NewUser, StoreError, User, UserPatch};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::{Caller, Json, Path, Query, Scoped};
+use crate::router::{SecureRouter, op};
+use crate::routes::tenants::rfc3339;
+use crate::routes::{ListParams, PageView, page_view};
+use crate::state::AppState;
+use crate::validate;
+
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Home tenant.
+    pub tenant_id: String,
+    /// E-mail (lowercased).
+    pub email: String,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// Roles in the tenant.
+    pub roles: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: UserStatus,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.to_string(),
+            tenant_id: u.tenant_id.to_string(),
+            email: u.email,
+            phone: u.phone,
+            roles: u.roles,
+            status: u.status,
+            created_at: rfc3339(u.created_at),
+            updated_at: rfc3339(u.updated_at),
+        }
+    }
+}
+
+/// `POST /v1/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// E-mail, unique within the tenant.
+    pub email: String,
+    /// E.164 phone.
+    pub phone: Option<String>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `PATCH /v1/users/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// `active` or `disabled`.
+    pub status: Option<UserStatus>,
+    /// Replaces the role set.
+    pub roles: Option<Vec<String>>,
+}
+
+pub(crate) fn register(r: SecureRouter) -> SecureRouter {
+    r.get(
+        "/v1/users",
+        Access::cap(platform::USER_READ),
+        op("listUsers", "Users of the selected tenant", "users").ok::<PageView<UserView>>(200),
+        list_users,
+    )
+    .post(
+        "/v1/users",
+        Access::cap(platform::USER_CREATE),
+        op("createUser", "Create a user in the selected tenant", "users").body::<CreateUserRequest>().ok::<UserView>(201),
+        create_user,
+    )
+    .get(
+        "/v1/users/{id}",
+        Access::cap(platform::USER_READ),
+        op("getUser", "A user of the selected tenant", "users").ok::<UserView>(200),
+        get_user,
+    )
+    .patch(
+        "/v1/users/{id}",
+        Access::cap(platform::USER_UPDATE),
+        op("updateUser", "Change a user's status or roles", "users").body::<UpdateUserRequest>().ok::<UserView>(200),
+        update_user,
+    )
+    .delete(
+        "/v1/users/{id}",
+        Access::cap(platform::USER_DELETE),
+        op("deleteUser", "Delete a user", "users").empty(204),
+        delete_user,
+    )
+}
+
+const MAX_ROLES: usize = 16;
+
+/// Checks a requested role set: known names, allowed in this tenant, no escalation.
+fn check_roles(app: &AppState, caller: &Principal, scope: &TenantScope, roles: &[String]) -> ApiResult<Vec<String>> {
+    if roles.len() > MAX_ROLES {
+        return Err(ApiError::field("roles", "too_many", "at most 16 roles"));
+    }
+    let mut errors = Vec::new();
+    for (i, name) in roles.iter().enumerate() {
+        let field = format!("roles[{i}]");
+        match BuiltinRole::parse(name) {
+            None => errors.push(FieldError::new(field, "unknown_role", "is not a known role")),
+            Some(BuiltinRole::SystemAdmin) if scope.tenant().kind != TenantKind::System => {
+                errors.push(FieldError::new(field, "role_not_allowed", "system_admin exists only in the system tenant"));
+            }
+            Some(BuiltinRole::PartnerAdmin) if scope.tenant().kind != TenantKind::Partner => {
+                errors.push(FieldError::new(field, "role_not_allowed", "partner_admin exists only in partner tenants"));
+            }
+            Some(_) => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let wanted = RoleSet::new(app.capabilities()).resolve(roles);
+    // SECURITY: a role can never grant more than its creator holds.
+    if let Some(missing) = wanted.iter().find(|c| !caller.capabilities.contains(*c)) {
+        return Err(ApiError::Forbidden {
+            code: "authz.role_escalation",
+            detail: format!("You cannot grant roles carrying `{missing}`, which you do not hold."),
+        });
+    }
+    let mut out = roles.to_vec();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_user_id(s: &str) -> ApiResult<UserId> {
+    s.parse().map_err(|_| ApiError::NotFound { code: "user.not_found" })
+}
+
+fn user_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound { code: "user.not_found" },
+        other => other.into(),
+    }
+}
+
+async fn list_users(
+    State(app): State<AppState>,
+    Scoped(scope): Scoped,
+    Query(params): Query<ListParams>,
+) -> ApiResult<axum::Json<PageView<UserView>>> {
+    let page = params.page_request(&app, &scope, "users")?;
+    let users = app.stores().users.list_users(&scope, &page).await?;
+    Ok(axum::Json(page_view(&app, &scope, "users", users, UserView::from)?))
+}
+
+async fn create_user(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    Scoped(scope): Scoped,
+    Json(body): Json<CreateUserRequest>,
+) -> ApiResult<Response> {
+    let mut errors = Vec::new();
+    let email = validate::email(&body.email).map_err(|e| errors.push(FieldError::new("email", e.code, e.message))).ok();
+    let phone = match &body.phone {
+        None => None,
+        Some(p) => validate::phone(p).map_err(|e| errors.push(FieldError::new("phone", e.code, e.message))).ok(),
+    };
+    let (Some(email), true) = (email, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let roles = check_roles(&app, &caller, &scope, &body.roles)?;
+    let user = app.stores().users.create_user(&scope, NewUser { email, phone, roles }).await.map_err(|e| match e {
+        StoreError::Conflict { .. } => ApiError::Conflict { code: "user.email_taken", detail: "A user with this e-mail exists in the tenant.".to_owned() },
+        other => other.into(),
+    })?;
+    let location = format!("/v1/users/{}", user.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(UserView::from(user))).into_response())
+}
+
+async fn get_user(State(app): State<AppState>, Scoped(scope): Scoped, Path(id): Path<String>) -> ApiResult<axum::Json<UserView>> {
+    let id = parse_user_id(&id)?;
+    let user = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    Ok(axum::Json(user.into()))
+}
+
+async fn update_user(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    Scoped(scope): Scoped,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateUserRequest>,
+) -> ApiResult<axum::Json<UserView>> {
+    let id = parse_user_id(&id)?;
+    if id == caller.subject && scope.tenant_id() == caller.home.id {
+        // SECURITY: no self-service privilege changes or self-lockout through this route.
+        return Err(ApiError::Forbidden { code: "user.self_change", detail: "You cannot change your own status or roles.".to_owned() });
+    }
+    let existing = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    // SECURITY: nobody may modify a user who holds capabilities the caller lacks.
+    let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
+    if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
+        return Err(ApiError::Forbidden { code: "authz.role_escalation", detail: "This user holds capabilities you do not.".to_owned() });
+    }
+    let roles = match &body.roles {
+        Some(r) => Some(check_roles(&app, &caller, &scope, r)?),
+        None => None,
+    };
+    let user = app.stores().users.update_user(&scope, id, UserPatch { status: body.status, roles }).await.map_err(user_not_found)?;
+    Ok(axum::Json(user.into()))
+}
+
+async fn delete_user(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+    Scoped(scope): Scoped,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_user_id(&id)?;
+    if id == caller.subject {
+        return Err(ApiError::Forbidden { code: "user.self_change", detail: "You cannot delete yourself.".to_owned() });
+    }
+    let existing = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
+    if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
+        return Err(ApiError::Forbidden { code: "authz.role_escalation", detail: "This user holds capabilities you do not.".to_owned() });
+    }
+    app.stores().users.delete_user(&scope, id).await.map_err(user_not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,115 @@
+//! Shared application state, passed to handlers and layers (no global statics).
+
+use std::sync::{Arc, OnceLock};
+
+use palisade_authz::CapabilityRegistry;
+use palisade_crypto::SignedToken;
+use palisade_store::Stores;
+use time::Duration;
+
+use crate::authn::Authenticator;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::router::RouteRegistry;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    stores: Stores,
+    capabilities: CapabilityRegistry,
+    authenticator: Arc<dyn Authenticator>,
+    metrics: Metrics,
+    cursors: SignedToken,
+    routes: OnceLock<RouteRegistry>,
+    openapi: OnceLock<serde_json::Value>,
+}
+
+impl AppState {
+    /// Assembles the state.
+    #[must_use]
+    pub fn new(
+        settings: Settings,
+        stores: Stores,
+        capabilities: CapabilityRegistry,
+        authenticator: Arc<dyn Authenticator>,
+        cursors: SignedToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                stores,
+                capabilities,
+                authenticator,
+                metrics: Metrics::new(),
+                cursors,
+                routes: OnceLock::new(),
+                openapi: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The stores.
+    #[must_use]
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// The capability registry.
+    #[must_use]
+    pub fn capabilities(&self) -> &CapabilityRegistry {
+        &self.inner.capabilities
+    }
+
+    /// The authenticator.
+    #[must_use]
+    pub fn authenticator(&self) -> &dyn Authenticator {
+        self.inner.authenticator.as_ref()
+    }
+
+    /// Metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The cursor signer.
+    #[must_use]
+    pub fn cursors(&self) -> &SignedToken {
+        &self.inner.cursors
+    }
+
+    /// How recent `auth_time` must be for capabilities that require MFA.
+    #[must_use]
+    pub fn step_up_max_age(&self) -> Duration {
+        Duration::seconds(300)
+    }
+
+    /// The route registry (set once the router is built).
+    #[must_use]
+    pub fn routes(&self) -> Option<&RouteRegistry> {
+        self.inner.routes.get()
+    }
+
+    /// The OpenAPI document (set once the router is built).
+    #[must_use]
+    pub fn openapi(&self) -> Option<&serde_json::Value> {
+        self.inner.openapi.get()
+    }
+
+    pub(crate) fn set_routes(&self, routes: RouteRegistry, openapi: serde_json::Value) {
+        // Set exactly once in `build`; a second call is ignored.
+        let _ = self.inner.routes.set(routes);
+        let _ = self.inner.openapi.set(openapi);
+    }
+}

@@ -1,0 +1,201 @@
+//! The seam between the stores, written once, and the two backends.
+//!
+//! A [`Dialect`] is a zero-sized marker naming one backend: its sqlx driver, how a sea-query statement is
+//! rendered for it (placeholders, quoting), how a write transaction starts, and which of its database
+//! errors mean "conflict" or "unavailable". [`Exec`] is the executor the stores call; it is implemented
+//! once, generically, for every dialect whose driver handles the few column types this crate stores
+//! (TEXT, 64-bit INTEGER, and the boolean of an `EXISTS`).
+//!
+//! Invariants:
+//! - Store code talks only to [`Exec`] and [`Dialect`]; nothing outside `sqlite.rs` and `postgres.rs` names
+//!   a backend, and no store method branches on one.
+//! - Every value reaches the database as a bound parameter: SQL text comes only from sea-query's
+//!   renderer ([`Rendered`]), which is why handing it to sqlx as `AssertSqlSafe` is sound.
+//! - Errors are translated in one place ([`translate`]): constraint violations become `Conflict`, lost
+//!   connections and timeouts `Unavailable`, everything else `Internal`. No value is copied into a message.
+
+use std::future::Future;
+
+use palisade_store::{StoreError, StoreResult};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+use sqlx::error::DatabaseError;
+use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Executor, IntoArguments, Row as _, Type};
+
+/// The connection type of a dialect (what pooled connections and transactions dereference to).
+pub(crate) type Conn<D> = <<D as Dialect>::DB as Database>::Connection;
+/// The row type of a dialect.
+pub(crate) type DbRow<D> = <<D as Dialect>::DB as Database>::Row;
+
+/// A statement rendered for one dialect: SQL text with placeholders, and the values to bind.
+pub(crate) struct Rendered {
+    sql: String,
+    values: SqlxValues,
+}
+
+/// How a backend-specific database error is to be reported.
+pub(crate) enum Classified {
+    /// A unique or foreign-key violation, with the portable constraint name.
+    Conflict(String),
+    /// The database is busy, shutting down or out of connections: worth retrying later.
+    Unavailable,
+}
+
+/// One backend. Implemented by the zero-sized markers in `sqlite.rs` and `postgres.rs`.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The sqlx driver.
+    type DB: Database;
+
+    /// `sqlite` or `postgres`.
+    const NAME: &'static str;
+
+    /// The statement that opens a read-write transaction.
+    const BEGIN_WRITE: &'static str;
+
+    /// Renders a statement with this dialect's query builder.
+    fn render_with<S: SqlxBinder>(stmt: &S) -> (String, SqlxValues);
+
+    /// Rows changed by an `INSERT`, `UPDATE` or `DELETE` (sqlx has no trait for this).
+    fn rows_affected(result: &<Self::DB as Database>::QueryResult) -> u64;
+
+    /// Recognises the database errors that are not `Internal`.
+    fn classify(err: &dyn DatabaseError) -> Option<Classified>;
+
+    /// Renders a statement for this dialect.
+    fn render<S: SqlxBinder>(stmt: &S) -> Rendered {
+        let (sql, values) = Self::render_with(stmt);
+        Rendered { sql, values }
+    }
+}
+
+/// Translates a sqlx error into a [`StoreError`], keeping the source for the log.
+pub(crate) fn translate<D: Dialect>(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(db) => match D::classify(db.as_ref()) {
+            Some(Classified::Conflict(constraint)) => StoreError::Conflict { constraint },
+            Some(Classified::Unavailable) => {
+                StoreError::Unavailable(Box::new(sqlx::Error::Database(db)))
+            }
+            None => StoreError::Internal(Box::new(sqlx::Error::Database(db))),
+        },
+        e @ (sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed) => StoreError::Unavailable(Box::new(e)),
+        e => StoreError::Internal(Box::new(e)),
+    }
+}
+
+/// The executor every store uses: run a rendered statement on a connection (pooled or in a
+/// transaction) and read typed columns back. Implemented once, below, for every [`Dialect`].
+pub(crate) trait Exec: Dialect {
+    /// All rows of a query.
+    fn fetch_all(
+        conn: &mut Conn<Self>,
+        q: Rendered,
+    ) -> impl Future<Output = StoreResult<Vec<DbRow<Self>>>> + Send + '_;
+
+    /// At most one row of a query.
+    fn fetch_optional(
+        conn: &mut Conn<Self>,
+        q: Rendered,
+    ) -> impl Future<Output = StoreResult<Option<DbRow<Self>>>> + Send + '_;
+
+    /// Runs a statement and returns the number of rows it changed.
+    fn execute(conn: &mut Conn<Self>, q: Rendered) -> impl Future<Output = StoreResult<u64>> + Send + '_;
+
+    /// A non-null TEXT column.
+    fn text(row: &DbRow<Self>, col: &'static str) -> StoreResult<String>;
+
+    /// A nullable TEXT column.
+    fn opt_text(row: &DbRow<Self>, col: &'static str) -> StoreResult<Option<String>>;
+
+    /// A non-null 64-bit INTEGER column.
+    fn int(row: &DbRow<Self>, col: &'static str) -> StoreResult<i64>;
+
+    /// A boolean expression (`EXISTS`): `bool` on PostgreSQL, `0`/`1` on SQLite.
+    fn flag(row: &DbRow<Self>, col: &'static str) -> StoreResult<bool>;
+}
+
+impl<D> Exec for D
+where
+    D: Dialect,
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::DB>,
+    SqlxValues: IntoArguments<D::DB>,
+    String: for<'r> Decode<'r, D::DB> + Type<D::DB>,
+    i64: for<'r> Decode<'r, D::DB> + Type<D::DB>,
+    bool: for<'r> Decode<'r, D::DB> + Type<D::DB>,
+    &'static str: ColumnIndex<DbRow<D>>,
+{
+    async fn fetch_all(conn: &mut Conn<Self>, q: Rendered) -> StoreResult<Vec<DbRow<Self>>> {
+        sqlx::query_with(AssertSqlSafe(q.sql), q.values)
+            .fetch_all(conn)
+            .await
+            .map_err(translate::<D>)
+    }
+
+    async fn fetch_optional(conn: &mut Conn<Self>, q: Rendered) -> StoreResult<Option<DbRow<Self>>> {
+        sqlx::query_with(AssertSqlSafe(q.sql), q.values)
+            .fetch_optional(conn)
+            .await
+            .map_err(translate::<D>)
+    }
+
+    async fn execute(conn: &mut Conn<Self>, q: Rendered) -> StoreResult<u64> {
+        sqlx::query_with(AssertSqlSafe(q.sql), q.values)
+            .execute(conn)
+            .await
+            .map(|r| D::rows_affected(&r))
+            .map_err(translate::<D>)
+    }
+
+    fn text(row: &DbRow<Self>, col: &'static str) -> StoreResult<String> {
+        row.try_get(col).map_err(translate::<D>)
+    }
+
+    fn opt_text(row: &DbRow<Self>, col: &'static str) -> StoreResult<Option<String>> {
+        row.try_get(col).map_err(translate::<D>)
+    }
+
+    fn int(row: &DbRow<Self>, col: &'static str) -> StoreResult<i64> {
+        row.try_get(col).map_err(translate::<D>)
+    }
+
+    fn flag(row: &DbRow<Self>, col: &'static str) -> StoreResult<bool> {
+        row.try_get(col).map_err(translate::<D>)
+    }
+}
+
+/// A pooled connection, for statements that need no transaction.
+pub(crate) async fn acquire<D: Dialect>(
+    pool: &sqlx::Pool<D::DB>,
+) -> StoreResult<sqlx::pool::PoolConnection<D::DB>> {
+    pool.acquire().await.map_err(translate::<D>)
+}
+
+/// Opens a read-write transaction. It rolls back when dropped without [`commit`].
+///
+/// Every transaction in this crate writes before it reads: on SQLite `BEGIN IMMEDIATE` takes the write
+/// lock up front (waiting up to the busy timeout), so a transaction never fails half-way trying to
+/// upgrade a read lock.
+pub(crate) async fn begin_write<D: Dialect>(
+    pool: &sqlx::Pool<D::DB>,
+) -> StoreResult<sqlx::Transaction<'static, D::DB>> {
+    pool.begin_with(D::BEGIN_WRITE).await.map_err(translate::<D>)
+}
+
+/// Commits a transaction.
+pub(crate) async fn commit<D: Dialect>(tx: sqlx::Transaction<'static, D::DB>) -> StoreResult<()> {
+    tx.commit().await.map_err(translate::<D>)
+}
+
+/// Translates a migration failure: database errors as [`translate`] does, the rest (a missing, edited
+/// or unknown migration) as `Internal`.
+pub(crate) fn translate_migrate<D: Dialect>(err: sqlx::migrate::MigrateError) -> StoreError {
+    match err {
+        sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
+            translate::<D>(e)
+        }
+        other => StoreError::Internal(Box::new(other)),
+    }
+}

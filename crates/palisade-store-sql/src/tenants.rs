@@ -1,0 +1,254 @@
+//! [`TenantStore`] for every dialect: each statement is built once with sea-query.
+//!
+//! Invariants:
+//! - SECURITY: scoped reads and writes (`get_tenant`, `list_tenants`, `rename_tenant`) filter by the
+//!   scope's subtree with `substr(path, 1, <len>) = <scope path>`, an exact prefix test with no wildcard
+//!   characters to escape. The scope's path is checked first ([`subtree_prefix`]): it must be a
+//!   well-formed materialised path ending in the scope's own id, so an empty or malformed path can
+//!   never widen the filter to every tenant.
+//! - Only `resolve_tenant` and `resolve_tenant_by_slug` are unscoped; authorization needs them.
+//! - A child's path is its parent's path plus its own id and `/`; the system tenant is the only root.
+
+use async_trait::async_trait;
+use palisade_authz::{SystemScope, TenantScope};
+use palisade_domain::{Slug, TenantId, TenantKind};
+use palisade_store::{NewTenant, Page, PageRequest, StoreError, StoreResult, Tenant, TenantStore};
+use sea_query::{Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use time::OffsetDateTime;
+
+use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
+use crate::dialect::{DbRow, Dialect, Exec, acquire, begin_write, commit};
+use crate::schema::{Tenants, col};
+
+/// Table alias of the tenant being selected.
+const T: &str = "t";
+/// Table alias of a possible child in the `has_children` subquery.
+const C: &str = "c";
+/// Output name of the `has_children` expression.
+const HAS_CHILDREN: &str = "has_children";
+
+/// Tenants over one dialect's pool.
+pub(crate) struct SqlTenantStore<D: Dialect> {
+    pool: sqlx::Pool<D::DB>,
+}
+
+impl<D: Dialect> SqlTenantStore<D> {
+    /// A store over `pool`.
+    pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
+        Self { pool }
+    }
+}
+
+/// The scope's materialised path, checked to be safe as a subtree prefix.
+///
+/// SECURITY: the prefix decides which rows a scope sees. It must start and end with `/` and its last
+/// segment must be the scope's own tenant id; anything else (empty, truncated, foreign) is refused.
+fn subtree_prefix(scope: &TenantScope) -> StoreResult<&str> {
+    let path = scope.tenant_path();
+    let own_segment = format!("/{}/", scope.tenant_id());
+    if path.starts_with('/') && path.ends_with(&own_segment) {
+        Ok(path)
+    } else {
+        Err(StoreError::internal("tenant scope carries a malformed path"))
+    }
+}
+
+/// `substr(<path column>, 1, len(prefix)) = prefix`: the column lies within the prefix's subtree.
+fn within_subtree(path_column: Expr, prefix: &str) -> StoreResult<Expr> {
+    // Bound as a 32-bit integer: PostgreSQL's substr takes `integer` and will not narrow a bigint.
+    let len = i32::try_from(prefix.len()).map_err(|_| StoreError::internal("tenant path too long"))?;
+    Ok(Expr::from(Func::cust("substr").args([path_column, Expr::val(1i32), Expr::val(len)])).eq(prefix))
+}
+
+/// `SELECT t.<columns>, EXISTS (SELECT 1 FROM tenants c WHERE c.parent_id = t.id) AS has_children
+/// FROM tenants t`: the one projection every tenant read uses, decoded by [`decode_tenant`].
+fn select_tenants() -> SelectStatement {
+    let children = Query::select()
+        .expr(Expr::val(1i32))
+        .from_as(Tenants::Table, C)
+        .and_where(Expr::col((C, Tenants::ParentId)).equals((T, Tenants::Id)))
+        .take();
+    Query::select()
+        .columns(
+            [
+                Tenants::Id,
+                Tenants::Slug,
+                Tenants::Name,
+                Tenants::Kind,
+                Tenants::ParentId,
+                Tenants::Path,
+                Tenants::CreatedAt,
+                Tenants::UpdatedAt,
+            ]
+            .map(|c| (T, c)),
+        )
+        .expr_as(Expr::exists(children), HAS_CHILDREN)
+        .from_as(Tenants::Table, T)
+        .take()
+}
+
+/// A row of [`select_tenants`] as a [`Tenant`].
+fn decode_tenant<D: Exec>(row: &DbRow<D>) -> StoreResult<Tenant> {
+    let kind = D::text(row, col(Tenants::Kind))?;
+    let parent_id = D::opt_text(row, col(Tenants::ParentId))?;
+    Ok(Tenant {
+        id: parse_stored(&D::text(row, col(Tenants::Id))?, "tenants.id")?,
+        slug: Slug::parse(&D::text(row, col(Tenants::Slug))?)
+            .map_err(|_| StoreError::internal("stored tenants.slug does not decode"))?,
+        name: D::text(row, col(Tenants::Name))?,
+        kind: TenantKind::parse(&kind)
+            .ok_or_else(|| StoreError::internal("stored tenants.kind does not decode"))?,
+        parent_id: parent_id
+            .map(|p| parse_stored(&p, "tenants.parent_id"))
+            .transpose()?,
+        path: D::text(row, col(Tenants::Path))?,
+        has_children: D::flag(row, HAS_CHILDREN)?,
+        created_at: from_micros(D::int(row, col(Tenants::CreatedAt))?)?,
+        updated_at: from_micros(D::int(row, col(Tenants::UpdatedAt))?)?,
+    })
+}
+
+impl<D: Exec> SqlTenantStore<D> {
+    /// Inserts a new tenant row and returns it as stored.
+    async fn insert(
+        &self,
+        slug: Slug,
+        name: String,
+        kind: TenantKind,
+        parent: Option<(TenantId, &str)>,
+    ) -> StoreResult<Tenant> {
+        let id = TenantId::new();
+        let path = match parent {
+            Some((_, parent_path)) => format!("{parent_path}{id}/"),
+            None => format!("/{id}/"),
+        };
+        let parent_id = parent.map(|(p, _)| p);
+        let at: OffsetDateTime = now()?;
+        let micros = to_micros(at)?;
+        let stmt = Query::insert()
+            .into_table(Tenants::Table)
+            .columns([
+                Tenants::Id,
+                Tenants::Slug,
+                Tenants::Name,
+                Tenants::Kind,
+                Tenants::ParentId,
+                Tenants::Path,
+                Tenants::CreatedAt,
+                Tenants::UpdatedAt,
+            ])
+            .values([
+                id.to_string().into(),
+                slug.as_str().into(),
+                name.as_str().into(),
+                kind.as_str().into(),
+                parent_id.map(|p| p.to_string()).into(),
+                path.as_str().into(),
+                micros.into(),
+                micros.into(),
+            ])
+            .map_err(|e| StoreError::Internal(Box::new(e)))?
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::execute(&mut conn, D::render(&stmt)).await?;
+        Ok(Tenant {
+            id,
+            slug,
+            name,
+            kind,
+            parent_id,
+            path,
+            has_children: false,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+}
+
+#[async_trait]
+impl<D: Exec> TenantStore for SqlTenantStore<D> {
+    async fn resolve_tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
+        let stmt = select_tenants()
+            .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let row = D::fetch_optional(&mut conn, D::render(&stmt)).await?;
+        row.as_ref().map(decode_tenant::<D>).transpose()
+    }
+
+    async fn resolve_tenant_by_slug(&self, slug: &Slug) -> StoreResult<Option<Tenant>> {
+        let stmt = select_tenants()
+            .and_where(Expr::col((T, Tenants::Slug)).eq(slug.as_str()))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let row = D::fetch_optional(&mut conn, D::render(&stmt)).await?;
+        row.as_ref().map(decode_tenant::<D>).transpose()
+    }
+
+    async fn create_system_tenant(&self, _system: &SystemScope, slug: Slug, name: String) -> StoreResult<Tenant> {
+        // The partial unique index refuses a second system tenant (`tenants.kind`).
+        self.insert(slug, name, TenantKind::System, None).await
+    }
+
+    async fn create_child_tenant(&self, scope: &TenantScope, new: NewTenant) -> StoreResult<Tenant> {
+        if new.kind == TenantKind::System {
+            return Err(StoreError::internal("a child tenant cannot be a system tenant"));
+        }
+        let parent_path = subtree_prefix(scope)?;
+        self.insert(new.slug, new.name, new.kind, Some((scope.tenant_id(), parent_path)))
+            .await
+    }
+
+    async fn get_tenant(&self, scope: &TenantScope, id: TenantId) -> StoreResult<Option<Tenant>> {
+        let stmt = select_tenants()
+            .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
+            .and_where(within_subtree(Expr::col((T, Tenants::Path)), subtree_prefix(scope)?)?)
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let row = D::fetch_optional(&mut conn, D::render(&stmt)).await?;
+        row.as_ref().map(decode_tenant::<D>).transpose()
+    }
+
+    async fn list_tenants(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<Tenant>> {
+        let stmt = select_tenants()
+            .and_where(within_subtree(Expr::col((T, Tenants::Path)), subtree_prefix(scope)?)?)
+            .and_where_option(page.after.as_deref().map(|after| Expr::col((T, Tenants::Id)).gt(after)))
+            .order_by((T, Tenants::Id), Order::Asc)
+            .limit(fetch_size(page))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
+        let tenants = rows.iter().map(decode_tenant::<D>).collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(tenants, page, |t| t.id.to_string()))
+    }
+
+    async fn rename_tenant(&self, scope: &TenantScope, id: TenantId, name: String) -> StoreResult<Tenant> {
+        let prefix = subtree_prefix(scope)?;
+        let update = Query::update()
+            .table(Tenants::Table)
+            .values([
+                (Tenants::Name, name.into()),
+                (Tenants::UpdatedAt, to_micros(now()?)?.into()),
+            ])
+            .cond_where(
+                Cond::all()
+                    .add(Expr::col(Tenants::Id).eq(id.to_string()))
+                    .add(within_subtree(Expr::col(Tenants::Path), prefix)?),
+            )
+            .take();
+        let select = select_tenants()
+            .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
+            .take();
+        // Write first, then read the row back in the same transaction.
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        if D::execute(&mut tx, D::render(&update)).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let row = D::fetch_optional(&mut tx, D::render(&select))
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let tenant = decode_tenant::<D>(&row)?;
+        commit::<D>(tx).await?;
+        Ok(tenant)
+    }
+}
