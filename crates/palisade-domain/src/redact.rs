@@ -38,10 +38,11 @@
 //!    alone. JSON numbers are never touched: only strings can carry these patterns.
 //!
 //! Invariants:
-//! - **No panics.** Library code here never unwraps, indexes or slices unchecked; every index used to
-//!   slice comes from a regex match or a `char_indices` walk of the same string.
-//! - **Bounded recursion.** [`redact_value`] descends at most [`MAX_DEPTH`] levels; anything deeper is
-//!   replaced by [`REDACTED`] and torn down iteratively, so a hostile value cannot exhaust the stack.
+//! - **No panics.** Library code here never unwraps, expects or indexes: every slice goes through
+//!   `get`, and a missing piece means "leave this match alone" or "redact", never a crash.
+//! - **Bounded recursion.** [`redact_value`] descends at most 64 levels; anything deeper is replaced by
+//!   [`REDACTED`] and torn down iteratively, so a hostile value cannot exhaust the stack. Object keys
+//!   are redacted too (a map keyed by e-mail address must not leak its keys).
 //! - **Fails closed.** If a pattern fails to compile, [`redact_str`] returns [`REDACTED`] for every
 //!   input; a line that looks like JSON (`{…`) but does not parse is replaced by [`REDACTED`] whole.
 //!   Losing a log line is acceptable; leaking a secret is not.
@@ -147,6 +148,9 @@ const SCHEME_STOPWORDS: &[&str] = &[
     "with",
 ];
 
+/// The HTTP authentication schemes whose credentials are redacted (matched case-insensitively).
+const AUTH_SCHEMES: &[&str] = &["bearer", "dpop", "basic"];
+
 /// Auth-parameter names of `WWW-Authenticate` challenges (`Bearer realm="api", error="…"`): after a
 /// scheme they are followed by `=` and a value, and are not credentials.
 const AUTH_PARAM_NAMES: &[&str] = &[
@@ -240,8 +244,10 @@ fn is_excused(normalised: &str, term: &str, end: usize) -> bool {
 ///
 /// Walks objects and arrays: the value of a sensitive key (see [`is_sensitive_key`]) becomes the
 /// string [`REDACTED`] whatever its type, including objects and arrays; every other string goes
-/// through [`redact_str`]. Numbers, booleans and nulls under ordinary keys are left alone. Containers
-/// nested deeper than 64 levels are replaced by [`REDACTED`].
+/// through [`redact_str`]. Numbers, booleans and nulls under ordinary keys are left alone. Object keys
+/// go through [`redact_str`] as well (sensitivity is judged on the original key); if two keys redact
+/// to the same text, one of their values is kept. Containers nested deeper than 64 levels are
+/// replaced by [`REDACTED`].
 pub fn redact_value(value: &mut Value) {
     redact_value_at(value, 0);
 }
@@ -273,6 +279,21 @@ fn redact_value_at(value: &mut Value, depth: usize) {
                     drop_iteratively(secret);
                 } else {
                     redact_value_at(child, depth + 1);
+                }
+            }
+            // SECURITY: keys carry data too (a map keyed by e-mail address or token). Renaming
+            // happens after the values are judged by their original keys.
+            let renames: Vec<(String, String)> = map
+                .keys()
+                .filter_map(|key| match redact_str(key) {
+                    Cow::Owned(redacted) => Some((key.clone(), redacted)),
+                    Cow::Borrowed(_) => None,
+                })
+                .collect();
+            for (old, new) in renames {
+                if let Some(child) = map.remove(&old) {
+                    // Any value displaced by a colliding key is already redacted and bounded.
+                    map.insert(new, child);
                 }
             }
         }
@@ -402,13 +423,15 @@ impl Patterns {
         Ok(Self {
             // scheme://user:password@ — the password may itself contain `@`, so take up to the last
             // `@` before the path.
-            userinfo: Regex::new(r"(?i)\b[a-z][a-z0-9+.\-]*://[^\s/?#@:]*:(?P<pw>[^\s/?#]*)@")?,
+            userinfo: Regex::new(
+                r"(?i)(?-u:\b)[a-z][a-z0-9+.\-]*://[^\s/?#@:]*:(?P<pw>[^\s/?#]*)@",
+            )?,
             auth_scheme: Regex::new(
-                r"\b(?P<scheme>(?i:bearer|dpop|basic))(?P<ws>[ \t]+)(?P<cred>[A-Za-z0-9\-._~+/]+=*)",
+                r"(?-u:\b)(?P<scheme>(?i:bearer|dpop|basic))(?P<ws>[ \t]+)(?P<cred>[A-Za-z0-9\-._~+/]+=*)",
             )?,
             // A quoted key followed by `:` (embedded JSON), or a bare key followed by `=` or `:`.
             key_value: Regex::new(
-                r#""[^"\\\r\n]+"[ \t]*:[ \t]*|\b[A-Za-z][A-Za-z0-9_.\-]*[=:][ \t]*"#,
+                r#""[^"\\\r\n]+"[ \t]*:[ \t]*|(?-u:\b)[A-Za-z][A-Za-z0-9_.\-]*[=:][ \t]*"#,
             )?,
             // JWS has three segments (the payload may be empty when detached), JWE five.
             jwt: Regex::new(
@@ -424,7 +447,7 @@ impl Patterns {
             digit_run: Regex::new(r"[0-9]+(?:[ \-][0-9]+)*")?,
             international_phone: Regex::new(r"\+\(?[0-9]+\)?(?:[ .\-]?\(?[0-9]+\)?)*")?,
             north_american_phone: Regex::new(
-                r"(?:\b1[ .\-])?(?:\([0-9]{3}\) ?[0-9]{3}-[0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{3}\.[0-9]{3}\.[0-9]{4})",
+                r"(?:(?-u:\b)1[ .\-])?(?:\([0-9]{3}\) ?[0-9]{3}-[0-9]{4}|[0-9]{3}-[0-9]{3}-[0-9]{4}|[0-9]{3}\.[0-9]{3}\.[0-9]{4})",
             )?,
         })
     }
@@ -445,6 +468,9 @@ impl Patterns {
     }
 
     fn redact_auth_schemes(&self, text: &str) -> Option<String> {
+        if !mentions_auth_scheme(text) {
+            return None;
+        }
         replace_matches(text, &self.auth_scheme, |caps| {
             let whole = caps.get(0)?;
             let scheme = caps.name("scheme")?.as_str();
@@ -532,7 +558,7 @@ impl Patterns {
     }
 
     fn redact_cards(&self, text: &str) -> Option<String> {
-        if count_ascii_digits(text) < 13 {
+        if longest_digit_stretch(text, b" -", 1) < 13 {
             return None;
         }
         replace_found(text, &self.digit_run, |run| {
@@ -541,7 +567,7 @@ impl Patterns {
     }
 
     fn redact_international_phones(&self, text: &str) -> Option<String> {
-        if !text.contains('+') || count_ascii_digits(text) < 7 {
+        if !text.contains('+') || longest_digit_stretch(text, PHONE_SEPARATORS, 3) < 7 {
             return None;
         }
         replace_found(text, &self.international_phone, |whole| {
@@ -581,7 +607,7 @@ impl Patterns {
     }
 
     fn redact_north_american_phones(&self, text: &str) -> Option<String> {
-        if count_ascii_digits(text) < 10 {
+        if longest_digit_stretch(text, PHONE_SEPARATORS, 3) < 10 {
             return None;
         }
         replace_found(text, &self.north_american_phone, |whole| {
@@ -845,8 +871,22 @@ fn split_auth_scheme(value: &str) -> Option<(&str, &str)> {
     Some((value.get(..split)?, credential))
 }
 
+/// Whether `text` contains `bearer`, `dpop` or `basic` in any case: a prefilter for the scheme
+/// pass, whose case-insensitive regex is the slowest of the passes to run on clean text.
+fn mentions_auth_scheme(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, b)| {
+        matches!(b, b'b' | b'B' | b'd' | b'D')
+            && AUTH_SCHEMES.iter().any(|scheme| {
+                bytes
+                    .get(at..at + scheme.len())
+                    .is_some_and(|word| word.eq_ignore_ascii_case(scheme.as_bytes()))
+            })
+    })
+}
+
 fn is_auth_scheme(word: &str) -> bool {
-    ["bearer", "dpop", "basic"]
+    AUTH_SCHEMES
         .iter()
         .any(|scheme| word.eq_ignore_ascii_case(scheme))
 }
@@ -876,6 +916,31 @@ fn looks_like_credential(token: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Digits: cards and phones
 // ---------------------------------------------------------------------------------------------
+
+/// Bytes that may sit between the digit groups of a phone number.
+const PHONE_SEPARATORS: &[u8] = b"( ).-";
+
+/// The most digits in one stretch of `text` whose digits are separated by at most `max_gap`
+/// consecutive bytes from `separators`. A cheap prefilter: it never undercounts what the card and
+/// phone patterns could match, so skipping a pass when it is too small loses nothing.
+fn longest_digit_stretch(text: &str, separators: &[u8], max_gap: usize) -> usize {
+    let mut best = 0;
+    let mut current = 0;
+    let mut gap = 0;
+    for b in text.bytes() {
+        if b.is_ascii_digit() {
+            current += 1;
+            gap = 0;
+            best = best.max(current);
+        } else if current > 0 && gap < max_gap && separators.contains(&b) {
+            gap += 1;
+        } else {
+            current = 0;
+            gap = 0;
+        }
+    }
+    best
+}
 
 fn count_ascii_digits(text: &str) -> usize {
     text.bytes().filter(u8::is_ascii_digit).count()
@@ -953,6 +1018,7 @@ fn redact_cards_in_run(text: &str, start: usize, end: usize) -> Option<String> {
 
     let mut out = String::new();
     let mut copied = 0;
+    let mut changed = false;
     let mut i = 0;
     while i < groups.len() {
         let found = if usable(i) {
@@ -965,12 +1031,13 @@ fn redact_cards_in_run(text: &str, start: usize, end: usize) -> Option<String> {
                 out.push_str(run.get(copied..card_start).unwrap_or_default());
                 out.push_str(REDACTED_CARD);
                 copied = card_end;
+                changed = true;
                 i = j + 1;
             }
             _ => i += 1,
         }
     }
-    if copied == 0 {
+    if !changed {
         return None;
     }
     out.push_str(run.get(copied..).unwrap_or_default());
@@ -1410,6 +1477,22 @@ mod tests {
             "fields": { "message": "retry from [REDACTED:phone]" },
         });
         assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn redact_value_redacts_object_keys() {
+        let mut value = json!({
+            "by_user": { "alice@example.com": { "logins": 3 }, "bob": { "logins": 1 } },
+            "otp": { "bob@example.com": "x" },
+        });
+        redact_value(&mut value);
+        assert_eq!(
+            value,
+            json!({
+                "by_user": { "[REDACTED:email]": { "logins": 3 }, "bob": { "logins": 1 } },
+                "otp": "[REDACTED]",
+            })
+        );
     }
 
     /// Nesting depth of the first-child chain, counted without recursion.

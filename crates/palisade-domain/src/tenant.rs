@@ -173,7 +173,16 @@ mod tests {
         for good in ["acme", "a", "acme-2", "0day"] {
             assert!(Slug::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "Acme", "-acme", "acme-", "ac me", "acme_1", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac me",
+            "acme_1",
+            "é",
+            &"a".repeat(64),
+        ] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
     }

@@ -62,14 +62,24 @@ pub async fn build(settings: Settings) -> Result<App, BuildError> {
 /// # Errors
 /// As [`build`].
 #[cfg(feature = "test-auth")]
-pub async fn build_for_tests(settings: Settings, authenticator: Arc<dyn Authenticator>) -> Result<App, BuildError> {
+pub async fn build_for_tests(
+    settings: Settings,
+    authenticator: Arc<dyn Authenticator>,
+) -> Result<App, BuildError> {
     build_with(settings, authenticator).await
 }
 
-async fn build_with(settings: Settings, authenticator: Arc<dyn Authenticator>) -> Result<App, BuildError> {
+async fn build_with(
+    settings: Settings,
+    authenticator: Arc<dyn Authenticator>,
+) -> Result<App, BuildError> {
     let verdicts = settings.verdicts();
     if Settings::has_errors(&verdicts) {
-        let text: Vec<String> = verdicts.iter().filter(|v| v.level == crate::config::Level::Error).map(ToString::to_string).collect();
+        let text: Vec<String> = verdicts
+            .iter()
+            .filter(|v| v.level == crate::config::Level::Error)
+            .map(ToString::to_string)
+            .collect();
         return Err(BuildError::Config(text.join("\n")));
     }
     let master = master_key(&settings)?;
@@ -97,7 +107,10 @@ pub async fn open_database(settings: &Settings, migrate: bool) -> Result<Stores,
         .await
         .map_err(|e| BuildError::Database(describe_store_error(&e)))?;
     if migrate {
-        backend.migrate().await.map_err(|e| BuildError::Database(describe_store_error(&e)))?;
+        backend
+            .migrate()
+            .await
+            .map_err(|e| BuildError::Database(describe_store_error(&e)))?;
     }
     Ok(backend.stores())
 }
@@ -127,12 +140,15 @@ pub fn master_key(settings: &Settings) -> Result<MasterKey, BuildError> {
     }
     let path = settings.data_dir.join("master.key");
     if path.exists() {
-        let raw = std::fs::read_to_string(&path).map_err(|e| BuildError::Keys(format!("{}: {}", path.display(), e.kind())))?;
+        let raw = std::fs::read_to_string(&path)
+            .map_err(|e| BuildError::Keys(format!("{}: {}", path.display(), e.kind())))?;
         return Ok(MasterKey::new(SecretString::from(raw.trim().to_owned())));
     }
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| BuildError::Keys(format!("{}: {}", settings.data_dir.display(), e.kind())))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| BuildError::Keys(format!("{}: {}", settings.data_dir.display(), e.kind())))?;
     let key = MasterKey::generate_development();
-    write_private_file(&path, key.expose_secret()).map_err(|e| BuildError::Keys(format!("{}: {}", path.display(), e.kind())))?;
+    write_private_file(&path, key.expose_secret())
+        .map_err(|e| BuildError::Keys(format!("{}: {}", path.display(), e.kind())))?;
     Ok(MasterKey::new(key))
 }
 
@@ -157,17 +173,36 @@ fn write_private_file(path: &Path, content: &str) -> std::io::Result<()> {
 pub async fn bootstrap(state: &AppState) -> Result<BootstrapOutcome, BuildError> {
     let settings = state.settings();
     let db = |e: StoreError| BuildError::Database(describe_store_error(&e));
-    let slug = Slug::parse(&settings.bootstrap.system_tenant).map_err(|e| BuildError::Config(format!("bootstrap.system_tenant: {e}")))?;
+    let slug = Slug::parse(&settings.bootstrap.system_tenant)
+        .map_err(|e| BuildError::Config(format!("bootstrap.system_tenant: {e}")))?;
     let system = SystemScope::internal(InternalRole::Bootstrap);
     let stores = state.stores();
-    let (tenant, created_tenant) = match stores.tenants.resolve_tenant_by_slug(&slug).await.map_err(db)? {
+    let (tenant, created_tenant) = match stores
+        .tenants
+        .resolve_tenant_by_slug(&slug)
+        .await
+        .map_err(db)?
+    {
         Some(t) => (t, false),
-        None => match stores.tenants.create_system_tenant(&system, slug.clone(), "System".to_owned()).await {
+        None => match stores
+            .tenants
+            .create_system_tenant(&system, slug.clone(), "System".to_owned())
+            .await
+        {
             Ok(t) => (t, true),
             // Another instance bootstrapped at the same moment.
             Err(StoreError::Conflict { .. }) => {
-                let t = stores.tenants.resolve_tenant_by_slug(&slug).await.map_err(db)?;
-                (t.ok_or_else(|| BuildError::Database("system tenant vanished during bootstrap".to_owned()))?, false)
+                let t = stores
+                    .tenants
+                    .resolve_tenant_by_slug(&slug)
+                    .await
+                    .map_err(db)?;
+                (
+                    t.ok_or_else(|| {
+                        BuildError::Database("system tenant vanished during bootstrap".to_owned())
+                    })?,
+                    false,
+                )
             }
             Err(e) => return Err(db(e)),
         },
@@ -178,12 +213,22 @@ pub async fn bootstrap(state: &AppState) -> Result<BootstrapOutcome, BuildError>
         )));
     }
     let scope = system.tenant_scope(tenant.to_ref());
-    let email = crate::validate::email(&settings.bootstrap.owner_email)
-        .map_err(|_| BuildError::Config("bootstrap.owner_email is not an e-mail address".to_owned()))?;
-    let created_owner = match stores.users.find_user_by_email(&scope, &email).await.map_err(db)? {
+    let email = crate::validate::email(&settings.bootstrap.owner_email).map_err(|_| {
+        BuildError::Config("bootstrap.owner_email is not an e-mail address".to_owned())
+    })?;
+    let created_owner = match stores
+        .users
+        .find_user_by_email(&scope, &email)
+        .await
+        .map_err(db)?
+    {
         Some(_) => false,
         None => {
-            let new = NewUser { email: email.clone(), phone: None, roles: vec![BuiltinRole::SystemAdmin.name().to_owned()] };
+            let new = NewUser {
+                email: email.clone(),
+                phone: None,
+                roles: vec![BuiltinRole::SystemAdmin.name().to_owned()],
+            };
             match stores.users.create_user(&scope, new).await {
                 Ok(_) => true,
                 Err(StoreError::Conflict { .. }) => false,
@@ -194,7 +239,11 @@ pub async fn bootstrap(state: &AppState) -> Result<BootstrapOutcome, BuildError>
     if created_tenant || created_owner {
         tracing::info!(target: "palisade::bootstrap", internal_role = system.role().as_str(), tenant = %tenant.id, created_tenant, created_owner, "bootstrap");
     }
-    Ok(BootstrapOutcome { system_tenant: tenant.id.to_string(), created_tenant, created_owner })
+    Ok(BootstrapOutcome {
+        system_tenant: tenant.id.to_string(),
+        created_tenant,
+        created_owner,
+    })
 }
 
 /// What bootstrap did.
@@ -209,18 +258,29 @@ pub struct BootstrapOutcome {
 }
 
 async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError::NotFound { code: "route.not_found" }
+    crate::error::ApiError::NotFound {
+        code: "route.not_found",
+    }
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(list))
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([
                 axum::http::header::AUTHORIZATION,
                 axum::http::header::CONTENT_TYPE,
@@ -248,7 +308,8 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 /// # Errors
 /// [`BuildError::Routes`] when the route table is refused.
 pub fn assemble(state: AppState) -> Result<Router, BuildError> {
-    let (router, registry) = crate::routes::register(SecureRouter::new(state.clone())).finish(state.capabilities())?;
+    let (router, registry) =
+        crate::routes::register(SecureRouter::new(state.clone())).finish(state.capabilities())?;
     let doc = crate::openapi::document(&registry);
     state.set_routes(registry, doc);
     let settings = state.settings();
@@ -257,15 +318,30 @@ pub fn assemble(state: AppState) -> Result<Router, BuildError> {
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(pipeline::panic_response))
         .layer(RequestBodyLimitLayer::new(settings.limits.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), pipeline::timeout))
-        .layer(axum::middleware::from_fn_with_state((state.clone(), cap), pipeline::concurrency_cap));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pipeline::timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), cap),
+            pipeline::concurrency_cap,
+        ));
     if let Some(cors) = cors_layer(&settings.server.cors_allowed_origins) {
         router = router.layer(cors);
     }
     let router = router
-        .layer(axum::middleware::from_fn_with_state(state.clone(), pipeline::observe))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), pipeline::security_headers))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), pipeline::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pipeline::observe,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pipeline::security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pipeline::request_context,
+        ))
         .with_state(state);
     Ok(router)
 }
@@ -279,7 +355,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

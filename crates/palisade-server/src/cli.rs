@@ -66,14 +66,22 @@ pub enum ConfigAction {
     Check,
 }
 
-#[expect(clippy::print_stderr, reason = "the CLI talks to the operator on stderr")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the CLI talks to the operator on stderr"
+)]
 fn say(text: &str) {
     eprintln!("{text}");
 }
 
 /// Runs the CLI.
 pub async fn run(cli: Cli) -> ExitCode {
-    let overrides = Overrides { listen: cli.listen, database_url: cli.database_url.clone(), mode: cli.mode, data_dir: cli.data_dir.clone() };
+    let overrides = Overrides {
+        listen: cli.listen,
+        database_url: cli.database_url.clone(),
+        mode: cli.mode,
+        data_dir: cli.data_dir.clone(),
+    };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
         Err(e) => {
@@ -82,12 +90,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Config { action: ConfigAction::Check } => config_check(&settings),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => config_check(&settings),
         Command::Migrate => {
             crate::logging::init(&settings.log.level);
             match crate::app::open_database(&settings, true).await {
                 Ok(_) => {
-                    say(&format!("palisade: migrations applied to {}", settings.database_display()));
+                    say(&format!(
+                        "palisade: migrations applied to {}",
+                        settings.database_display()
+                    ));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -103,7 +116,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                     Ok(o) => {
                         say(&format!(
                             "palisade: system tenant `{}` ({}) and owner {} are in place",
-                            settings.bootstrap.system_tenant, o.system_tenant, settings.bootstrap.owner_email
+                            settings.bootstrap.system_tenant,
+                            o.system_tenant,
+                            settings.bootstrap.owner_email
                         ));
                         ExitCode::SUCCESS
                     }
@@ -124,7 +139,11 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 fn config_check(settings: &Settings) -> ExitCode {
     let verdicts = settings.verdicts();
-    say(&format!("palisade config check: mode {}, database {}", settings.mode.as_str(), settings.database_display()));
+    say(&format!(
+        "palisade config check: mode {}, database {}",
+        settings.mode.as_str(),
+        settings.database_display()
+    ));
     if verdicts.is_empty() {
         say("ok: no findings");
     }
@@ -133,7 +152,9 @@ fn config_check(settings: &Settings) -> ExitCode {
     }
     let errors = verdicts.iter().filter(|v| v.level == Level::Error).count();
     if errors > 0 {
-        say(&format!("{errors} error(s): `palisade serve` would refuse to start"));
+        say(&format!(
+            "{errors} error(s): `palisade serve` would refuse to start"
+        ));
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -142,7 +163,11 @@ fn config_check(settings: &Settings) -> ExitCode {
 
 async fn serve(settings: Settings) -> ExitCode {
     crate::logging::init(&settings.log.level);
-    for v in settings.verdicts().iter().filter(|v| v.level != Level::Error) {
+    for v in settings
+        .verdicts()
+        .iter()
+        .filter(|v| v.level != Level::Error)
+    {
         say(&v.to_string());
     }
     let listen = settings.server.listen;

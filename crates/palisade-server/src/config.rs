@@ -84,7 +84,9 @@ pub struct LimitSettings {
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024 }
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -105,7 +107,12 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, url_file: None, max_connections: 10, schema: None }
+        Self {
+            url: None,
+            url_file: None,
+            max_connections: 10,
+            schema: None,
+        }
     }
 }
 
@@ -119,7 +126,9 @@ pub struct StateSettings {
 
 impl Default for StateSettings {
     fn default() -> Self {
-        Self { url: "memory://".to_owned() }
+        Self {
+            url: "memory://".to_owned(),
+        }
     }
 }
 
@@ -146,7 +155,10 @@ pub struct BootstrapSettings {
 
 impl Default for BootstrapSettings {
     fn default() -> Self {
-        Self { system_tenant: "system".to_owned(), owner_email: "owner@localhost".to_owned() }
+        Self {
+            system_tenant: "system".to_owned(),
+            owner_email: "owner@localhost".to_owned(),
+        }
     }
 }
 
@@ -162,7 +174,9 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         let v4: IpNet = IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]));
         let v6: IpNet = IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
-        Self { allowed_ips: vec![v4, v6] }
+        Self {
+            allowed_ips: vec![v4, v6],
+        }
     }
 }
 
@@ -176,7 +190,9 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".to_owned() }
+        Self {
+            level: "info".to_owned(),
+        }
     }
 }
 
@@ -242,7 +258,10 @@ impl Default for Settings {
     }
 }
 
-fn serialize_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_secret_opt<S: serde::Serializer>(
+    v: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     // SECURITY: secrets never serialise; defaults merged through figment carry `None` only.
     match v {
         Some(_) => s.serialize_str("[REDACTED]"),
@@ -263,7 +282,16 @@ fn serialize_pending<S: serde::Serializer>(
 }
 
 /// Sections later features implement; anything else unknown at the top level is an error.
-pub const PENDING_SECTIONS: &[&str] = &["rate_limit", "webhooks", "auth", "privacy", "resource", "oauth", "waf", "vault"];
+pub const PENDING_SECTIONS: &[&str] = &[
+    "rate_limit",
+    "webhooks",
+    "auth",
+    "privacy",
+    "resource",
+    "oauth",
+    "waf",
+    "vault",
+];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Clone, Default)]
@@ -319,10 +347,18 @@ pub struct Verdict {
 
 impl Verdict {
     fn error(setting: &str, message: impl Into<String>) -> Self {
-        Self { level: Level::Error, setting: setting.to_owned(), message: message.into() }
+        Self {
+            level: Level::Error,
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
     }
     fn warning(setting: &str, message: impl Into<String>) -> Self {
-        Self { level: Level::Warning, setting: setting.to_owned(), message: message.into() }
+        Self {
+            level: Level::Warning,
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -351,7 +387,11 @@ impl Settings {
     ///
     /// # Errors
     /// As [`Settings::load`].
-    pub fn load_from(file: Option<&Path>, overrides: &Overrides, env: Env) -> Result<Self, ConfigError> {
+    pub fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         match file {
             Some(path) => {
@@ -371,7 +411,9 @@ impl Settings {
             }
         }
         fig = fig.merge(env);
-        let mut settings: Settings = fig.extract().map_err(|e| ConfigError::Invalid(describe_figment_error(&e)))?;
+        let mut settings: Settings = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe_figment_error(&e)))?;
         if let Some(l) = overrides.listen {
             settings.server.listen = l;
         }
@@ -393,7 +435,8 @@ impl Settings {
         if let Some(path) = self.secrets.master_key_file.clone() {
             if self.secrets.master_key.is_some() {
                 return Err(ConfigError::Invalid(
-                    "secrets.master_key and secrets.master_key_file are both set; set one".to_owned(),
+                    "secrets.master_key and secrets.master_key_file are both set; set one"
+                        .to_owned(),
                 ));
             }
             self.secrets.master_key = Some(read_secret_file("secrets.master_key_file", &path)?);
@@ -414,7 +457,10 @@ impl Settings {
     pub fn database_url(&self) -> SecretString {
         match &self.database.url {
             Some(u) => u.clone(),
-            None => SecretString::from(format!("sqlite://{}", self.data_dir.join("palisade.db").display())),
+            None => SecretString::from(format!(
+                "sqlite://{}",
+                self.data_dir.join("palisade.db").display()
+            )),
         }
     }
 
@@ -447,59 +493,106 @@ impl Settings {
                 if let Some(weak) = MasterKey::new(key.clone()).weakness() {
                     let text = format!("{weak}");
                     if prod {
-                        v.push(Verdict::error("secrets.master_key", format!("{text}; production refuses it")));
+                        v.push(Verdict::error(
+                            "secrets.master_key",
+                            format!("{text}; production refuses it"),
+                        ));
                     } else if weak != palisade_crypto::MasterKeyError::GeneratedForDevelopment {
-                        v.push(Verdict::warning("secrets.master_key", format!("{text}; production would refuse it")));
+                        v.push(Verdict::warning(
+                            "secrets.master_key",
+                            format!("{text}; production would refuse it"),
+                        ));
                     }
                 }
             }
         }
         let db = self.database_url();
         let db = db.expose_secret();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            v.push(Verdict::error("database.url", "must start with sqlite:// or postgres://"));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            v.push(Verdict::error(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ));
         } else if prod && db.starts_with("sqlite:") {
             v.push(Verdict::warning(
                 "database.url",
                 "SQLite serves one instance; production deployments with several instances need PostgreSQL",
             ));
         }
-        if !(self.state.url == "memory://" || self.state.url.starts_with("redis://") || self.state.url.starts_with("rediss://")) {
-            v.push(Verdict::error("state.url", "must be memory:// or redis://host:port"));
+        if !(self.state.url == "memory://"
+            || self.state.url.starts_with("redis://")
+            || self.state.url.starts_with("rediss://"))
+        {
+            v.push(Verdict::error(
+                "state.url",
+                "must be memory:// or redis://host:port",
+            ));
         }
         if self.server.max_concurrency == 0 {
-            v.push(Verdict::error("server.max_concurrency", "must be at least 1"));
+            v.push(Verdict::error(
+                "server.max_concurrency",
+                "must be at least 1",
+            ));
         }
         if self.server.request_timeout_secs == 0 || self.server.request_timeout_secs > 600 {
-            v.push(Verdict::error("server.request_timeout_secs", "must be between 1 and 600"));
+            v.push(Verdict::error(
+                "server.request_timeout_secs",
+                "must be between 1 and 600",
+            ));
         }
         if self.limits.max_body_bytes < 1024 || self.limits.max_body_bytes > 64 * 1024 * 1024 {
-            v.push(Verdict::error("limits.max_body_bytes", "must be between 1 KiB and 64 MiB"));
+            v.push(Verdict::error(
+                "limits.max_body_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
         }
         for origin in &self.server.cors_allowed_origins {
             if origin == "*" || origin.contains('*') {
-                v.push(Verdict::error("server.cors_allowed_origins", "wildcards are refused; list exact origins"));
-            } else if !(origin.starts_with("https://") || origin.starts_with("http://")) || origin.ends_with('/') {
+                v.push(Verdict::error(
+                    "server.cors_allowed_origins",
+                    "wildcards are refused; list exact origins",
+                ));
+            } else if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                || origin.ends_with('/')
+            {
                 v.push(Verdict::error(
                     "server.cors_allowed_origins",
                     "each origin is scheme://host[:port] without a path or trailing slash",
                 ));
             } else if prod && origin.starts_with("http://") {
-                v.push(Verdict::error("server.cors_allowed_origins", "production refuses plain-http origins"));
+                v.push(Verdict::error(
+                    "server.cors_allowed_origins",
+                    "production refuses plain-http origins",
+                ));
             }
         }
         if !self.server.security_headers {
             if prod {
-                v.push(Verdict::error("server.security_headers", "cannot be turned off in production"));
+                v.push(Verdict::error(
+                    "server.security_headers",
+                    "cannot be turned off in production",
+                ));
             } else {
-                v.push(Verdict::warning("server.security_headers", "is off: responses carry no security headers"));
+                v.push(Verdict::warning(
+                    "server.security_headers",
+                    "is off: responses carry no security headers",
+                ));
             }
         }
         if palisade_domain::Slug::parse(&self.bootstrap.system_tenant).is_err() {
-            v.push(Verdict::error("bootstrap.system_tenant", "must be a slug: 1-63 of [a-z0-9-], no leading or trailing hyphen"));
+            v.push(Verdict::error(
+                "bootstrap.system_tenant",
+                "must be a slug: 1-63 of [a-z0-9-], no leading or trailing hyphen",
+            ));
         }
         if crate::validate::email(&self.bootstrap.owner_email).is_err() {
-            v.push(Verdict::error("bootstrap.owner_email", "must be an e-mail address"));
+            v.push(Verdict::error(
+                "bootstrap.owner_email",
+                "must be an e-mail address",
+            ));
         }
         match &self.trust.contact {
             None if prod => v.push(Verdict::error(
@@ -512,7 +605,10 @@ impl Settings {
             _ => {}
         }
         if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
-            v.push(Verdict::warning("metrics.allowed_ips", "allows every address; metrics reveal traffic patterns"));
+            v.push(Verdict::warning(
+                "metrics.allowed_ips",
+                "allows every address; metrics reveal traffic patterns",
+            ));
         }
         for key in self.pending.keys() {
             if PENDING_SECTIONS.contains(&key.as_str()) {
@@ -539,7 +635,9 @@ impl Settings {
         Self {
             data_dir: data_dir.to_path_buf(),
             secrets: SecretSettings {
-                master_key: Some(SecretString::from("test-master-key-0123456789-abcdefghijklmnop".to_owned())),
+                master_key: Some(SecretString::from(
+                    "test-master-key-0123456789-abcdefghijklmnop".to_owned(),
+                )),
                 master_key_file: None,
             },
             ..Self::default()
@@ -548,9 +646,13 @@ impl Settings {
 }
 
 fn read_secret_file(setting: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::SecretFile { setting, reason: e.kind().to_string() })?;
-    Ok(SecretString::from(raw.trim_end_matches(['\n', '\r']).to_owned()))
+    let raw = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
+        setting,
+        reason: e.kind().to_string(),
+    })?;
+    Ok(SecretString::from(
+        raw.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 fn describe_figment_error(e: &figment::Error) -> String {
@@ -559,9 +661,15 @@ fn describe_figment_error(e: &figment::Error) -> String {
     let what = match &e.kind {
         figment::error::Kind::UnknownField(f, _) => format!("unknown setting `{f}`"),
         figment::error::Kind::MissingField(f) => format!("missing setting `{f}`"),
-        figment::error::Kind::InvalidType(_, expected) => format!("wrong type, expected {expected}"),
-        figment::error::Kind::InvalidValue(_, expected) => format!("invalid value, expected {expected}"),
-        figment::error::Kind::UnknownVariant(_, expected) => format!("unknown value, expected one of {}", expected.join(", ")),
+        figment::error::Kind::InvalidType(_, expected) => {
+            format!("wrong type, expected {expected}")
+        }
+        figment::error::Kind::InvalidValue(_, expected) => {
+            format!("invalid value, expected {expected}")
+        }
+        figment::error::Kind::UnknownVariant(_, expected) => {
+            format!("unknown value, expected one of {}", expected.join(", "))
+        }
         figment::error::Kind::Message(m) if m.len() < 200 && !m.contains('"') => m.clone(),
         _ => "invalid configuration".to_owned(),
     };
@@ -570,7 +678,11 @@ fn describe_figment_error(e: &figment::Error) -> String {
         .as_ref()
         .map(|m| format!(" (from {})", m.name))
         .unwrap_or_default();
-    if path.is_empty() { format!("{what}{source}") } else { format!("{path}: {what}{source}") }
+    if path.is_empty() {
+        format!("{what}{source}")
+    } else {
+        format!("{path}: {what}{source}")
+    }
 }
 
 /// Removes the password from a URL's userinfo.
@@ -610,20 +722,31 @@ mod tests {
 
     #[test]
     fn production_refuses_missing_default_short_and_generated_keys() {
-        let mut s = Settings { mode: Mode::Production, ..Settings::default() };
+        let mut s = Settings {
+            mode: Mode::Production,
+            ..Settings::default()
+        };
         s.trust.contact = Some("mailto:security@example.com".into());
         s.database.url = Some(SecretString::from("postgres://app@db/palisade".to_owned()));
         let check = |s: &Settings| {
             let v = s.verdicts();
-            v.iter().find(|v| v.level == Level::Error && v.setting == "secrets.master_key").cloned()
+            v.iter()
+                .find(|v| v.level == Level::Error && v.setting == "secrets.master_key")
+                .cloned()
         };
         assert!(check(&s).is_some(), "missing key");
-        for bad in ["changeme", "short-key", &MasterKey::generate_development().expose_secret().to_owned()] {
+        for bad in [
+            "changeme",
+            "short-key",
+            &MasterKey::generate_development().expose_secret().to_owned(),
+        ] {
             s.secrets.master_key = Some(SecretString::from(bad.to_owned()));
             let verdict = check(&s).unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(!verdict.message.contains(bad), "verdict echoes the secret");
         }
-        s.secrets.master_key = Some(SecretString::from("k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G".to_owned()));
+        s.secrets.master_key = Some(SecretString::from(
+            "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G".to_owned(),
+        ));
         assert!(check(&s).is_none());
         assert!(!Settings::has_errors(&s.verdicts()), "{:?}", s.verdicts());
     }
@@ -636,7 +759,10 @@ mod tests {
         let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
         assert_eq!(s.server.listen.port(), 9000);
         assert_eq!(s.server.trusted_proxy_hops, 1);
-        let o = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Overrides::default() };
+        let o = Overrides {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Overrides::default()
+        };
         let s = Settings::load_from(Some(&file), &o, env()).unwrap();
         assert_eq!(s.server.listen.port(), 9100);
     }
@@ -645,12 +771,23 @@ mod tests {
     fn a_typo_in_a_known_section_is_an_error_and_does_not_echo_values() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("p.toml");
-        std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\ntrusted_proxy_hop = 1\n").unwrap();
-        let err = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap_err().to_string();
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:9000\"\ntrusted_proxy_hop = 1\n",
+        )
+        .unwrap();
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("trusted_proxy_hop"), "{err}");
         std::fs::write(&file, "[secrets]\nmaster_key = 42\n").unwrap();
-        let err = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap_err().to_string();
-        assert!(err.contains("secrets.master_key") && !err.contains("42"), "{err}");
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("secrets.master_key") && !err.contains("42"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -659,10 +796,24 @@ mod tests {
         let key = dir.path().join("key");
         std::fs::write(&key, "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G\n").unwrap();
         let file = dir.path().join("p.toml");
-        std::fs::write(&file, format!("[secrets]\nmaster_key_file = \"{}\"\n", key.display())).unwrap();
+        std::fs::write(
+            &file,
+            format!("[secrets]\nmaster_key_file = \"{}\"\n", key.display()),
+        )
+        .unwrap();
         let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
-        assert_eq!(s.secrets.master_key.unwrap().expose_secret(), "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G");
-        std::fs::write(&file, format!("[secrets]\nmaster_key = \"x\"\nmaster_key_file = \"{}\"\n", key.display())).unwrap();
+        assert_eq!(
+            s.secrets.master_key.unwrap().expose_secret(),
+            "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G"
+        );
+        std::fs::write(
+            &file,
+            format!(
+                "[secrets]\nmaster_key = \"x\"\nmaster_key_file = \"{}\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
         assert!(Settings::load_from(Some(&file), &Overrides::default(), env()).is_err());
     }
 
@@ -672,14 +823,29 @@ mod tests {
         s.pending.insert("rate_limit".into(), serde_json::json!({}));
         s.pending.insert("ratelimit".into(), serde_json::json!({}));
         let v = s.verdicts();
-        assert!(v.iter().any(|v| v.setting == "rate_limit" && v.level == Level::Warning));
-        assert!(v.iter().any(|v| v.setting == "ratelimit" && v.level == Level::Error));
+        assert!(
+            v.iter()
+                .any(|v| v.setting == "rate_limit" && v.level == Level::Warning)
+        );
+        assert!(
+            v.iter()
+                .any(|v| v.setting == "ratelimit" && v.level == Level::Error)
+        );
     }
 
     #[test]
     fn url_passwords_are_redacted() {
-        assert_eq!(redact_url_password("postgres://app:hunter2@db/x"), "postgres://app:[REDACTED]@db/x");
-        assert_eq!(redact_url_password("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(redact_url_password("sqlite://./data/p.db"), "sqlite://./data/p.db");
+        assert_eq!(
+            redact_url_password("postgres://app:hunter2@db/x"),
+            "postgres://app:[REDACTED]@db/x"
+        );
+        assert_eq!(
+            redact_url_password("postgres://app@db/x"),
+            "postgres://app@db/x"
+        );
+        assert_eq!(
+            redact_url_password("sqlite://./data/p.db"),
+            "sqlite://./data/p.db"
+        );
     }
 }

@@ -30,8 +30,16 @@ pub struct FieldError {
 impl FieldError {
     /// A field error.
     #[must_use]
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.into(), message: message.into() }
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -145,9 +153,15 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::BadRequest { code, detail } => (StatusCode::BAD_REQUEST, code, detail.clone()),
-            Self::Unauthenticated { code, detail, .. } => (StatusCode::UNAUTHORIZED, code, (*detail).to_owned()),
+            Self::Unauthenticated { code, detail, .. } => {
+                (StatusCode::UNAUTHORIZED, code, (*detail).to_owned())
+            }
             Self::Forbidden { code, detail } => (StatusCode::FORBIDDEN, code, detail.clone()),
-            Self::NotFound { code } => (StatusCode::NOT_FOUND, code, "The resource does not exist.".to_owned()),
+            Self::NotFound { code } => (
+                StatusCode::NOT_FOUND,
+                code,
+                "The resource does not exist.".to_owned(),
+            ),
             Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail.clone()),
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -203,8 +217,10 @@ pub fn problem_response(
     };
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut res = (status, body).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     res.extensions_mut().insert(problem);
     res
 }
@@ -223,10 +239,12 @@ impl IntoResponse for ApiError {
                     Challenge::Missing => "Bearer realm=\"palisade\"",
                     Challenge::InvalidToken => "Bearer realm=\"palisade\", error=\"invalid_token\"",
                 };
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
             }
             Self::RateLimited { retry_after } | Self::Unavailable { retry_after, .. } => {
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Self::Internal(cause) => {
                 res.extensions_mut().insert(InternalCause(cause));
@@ -240,14 +258,19 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Self::NotFound { code: "resource.not_found" },
+            StoreError::NotFound => Self::NotFound {
+                code: "resource.not_found",
+            },
             StoreError::Conflict { constraint } => Self::Conflict {
                 code: "resource.conflict",
                 detail: format!("A value must be unique ({constraint})."),
             },
             StoreError::Unavailable(src) => {
                 tracing::error!(error = %src, "store unavailable");
-                Self::Unavailable { code: "store.unavailable", retry_after: 1 }
+                Self::Unavailable {
+                    code: "store.unavailable",
+                    retry_after: 1,
+                }
             }
             StoreError::Internal(src) => Self::Internal(format!("store: {src}")),
         }

@@ -24,7 +24,12 @@ fn is_json_content_type(parts_ct: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = parts_ct.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || mime == "application/merge-patch+json"
 }
 
@@ -47,10 +52,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             return Err(match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ApiError::BadRequest {
-                    code: "request.malformed_json",
-                    detail: format!("The body is not well-formed JSON (line {}, column {}).", inner.line(), inner.column()),
-                },
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    ApiError::BadRequest {
+                        code: "request.malformed_json",
+                        detail: format!(
+                            "The body is not well-formed JSON (line {}, column {}).",
+                            inner.line(),
+                            inner.column()
+                        ),
+                    }
+                }
                 serde_json::error::Category::Io => ApiError::BadRequest {
                     code: "request.malformed_json",
                     detail: "The body could not be read.".to_owned(),
@@ -72,16 +83,37 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn data_error(path: &str, message: &str) -> ApiError {
     // SECURITY: serde's message may quote the value; keep only its category and the field names.
     if let Some(rest) = message.strip_prefix("unknown field `") {
-        let field: String = rest.split('`').next().unwrap_or_default().chars().filter(|c| !c.is_control()).take(64).collect();
-        let at = if path == "." || path.is_empty() { field.clone() } else { format!("{path}.{field}") };
+        let field: String = rest
+            .split('`')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        let at = if path == "." || path.is_empty() {
+            field.clone()
+        } else {
+            format!("{path}.{field}")
+        };
         return ApiError::BadRequest {
             code: "request.unknown_field",
             detail: format!("Unknown field `{at}`."),
         };
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
-        let field: String = rest.split('`').next().unwrap_or_default().chars().take(64).collect();
-        let at = if path == "." || path.is_empty() { field } else { format!("{path}.{field}") };
+        let field: String = rest
+            .split('`')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(64)
+            .collect();
+        let at = if path == "." || path.is_empty() {
+            field
+        } else {
+            format!("{path}.{field}")
+        };
         return ApiError::Validation(vec![FieldError::new(at, "required", "is required")]);
     }
     let (code, msg) = if message.starts_with("invalid type") {
@@ -91,7 +123,11 @@ fn data_error(path: &str, message: &str) -> ApiError {
     } else {
         ("invalid_value", "is invalid")
     };
-    let field = if path == "." || path.is_empty() { "body".to_owned() } else { path.to_owned() };
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
     ApiError::Validation(vec![FieldError::new(field, code, msg)])
 }
 
@@ -107,13 +143,18 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
         // The body is already capped by the pipeline's limit layer; reading past it fails here.
-        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.map_err(|e| {
-            if is_length_limit(&e) {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest { code: "request.body_unreadable", detail: "The body could not be read.".to_owned() }
-            }
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .map_err(|e| {
+                if is_length_limit(&e) {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest {
+                        code: "request.body_unreadable",
+                        detail: "The body could not be read.".to_owned(),
+                    }
+                }
+            })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -144,7 +185,9 @@ where
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
             // A malformed id names nothing that exists.
-            Err(_) => Err(ApiError::NotFound { code: "resource.not_found" }),
+            Err(_) => Err(ApiError::NotFound {
+                code: "resource.not_found",
+            }),
         }
     }
 }
@@ -167,13 +210,18 @@ where
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
             match data_error(&path, &msg) {
-                ApiError::BadRequest { detail, .. } => ApiError::BadRequest { code: "request.unknown_parameter", detail },
+                ApiError::BadRequest { detail, .. } => ApiError::BadRequest {
+                    code: "request.unknown_parameter",
+                    detail,
+                },
                 ApiError::Validation(errs) => ApiError::BadRequest {
                     code: "request.invalid_parameter",
                     detail: format!(
                         "Query parameter `{}` {}.",
                         errs.first().map(|f| f.field.as_str()).unwrap_or("?"),
-                        errs.first().map(|f| f.message.as_str()).unwrap_or("is invalid")
+                        errs.first()
+                            .map(|f| f.message.as_str())
+                            .unwrap_or("is invalid")
                     ),
                 },
                 other => other,

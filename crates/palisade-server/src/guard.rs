@@ -13,7 +13,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_authz::{
-    Access, Capability, Decision, DenyReason, InternalRole, Principal, RoleSet, SystemScope, TenantRef, decide,
+    Access, Capability, Decision, DenyReason, InternalRole, Principal, RoleSet, SystemScope,
+    TenantRef, decide,
 };
 use palisade_domain::{TenantId, UserStatus};
 use time::OffsetDateTime;
@@ -50,7 +51,10 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
     };
     match admit(&guard.app, capability, req.headers()).await {
         Ok((principal, scope)) => {
-            let info = AuthInfo { subject: principal.subject.to_string(), tenant: scope.tenant_id().to_string() };
+            let info = AuthInfo {
+                subject: principal.subject.to_string(),
+                tenant: scope.tenant_id().to_string(),
+            };
             req.extensions_mut().insert(principal);
             req.extensions_mut().insert(scope);
             let mut res = next.run(req).await;
@@ -101,10 +105,14 @@ pub async fn admit(
         app.step_up_max_age(),
     ) {
         Decision::Allow(scope) => Ok((principal, scope)),
-        Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound { code: "tenant.not_found" }),
+        Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound {
+            code: "tenant.not_found",
+        }),
         Decision::Deny(DenyReason::StepUpRequired) => Err(ApiError::Forbidden {
             code: "auth.step_up_required",
-            detail: format!("`{capability}` needs a second factor proved within the step-up window."),
+            detail: format!(
+                "`{capability}` needs a second factor proved within the step-up window."
+            ),
         }),
         Decision::Deny(_) => Err(ApiError::Forbidden {
             code: "authz.forbidden",
@@ -114,7 +122,11 @@ pub async fn admit(
 }
 
 fn refused(detail: &'static str) -> ApiError {
-    ApiError::Unauthenticated { code: "auth.invalid_token", detail, challenge: Challenge::InvalidToken }
+    ApiError::Unauthenticated {
+        code: "auth.invalid_token",
+        detail,
+        challenge: Challenge::InvalidToken,
+    }
 }
 
 async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Principal, ApiError> {
@@ -135,7 +147,10 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
     if user.status != UserStatus::Active {
         return Err(refused("The user is disabled."));
     }
-    if identity.token_version.is_some_and(|v| v != user.token_version) {
+    if identity
+        .token_version
+        .is_some_and(|v| v != user.token_version)
+    {
         return Err(refused("The credential was revoked."));
     }
     let capabilities = RoleSet::new(app.capabilities()).resolve(&user.roles);
@@ -159,12 +174,23 @@ async fn select_tenant(
         return Ok(principal.home.clone());
     };
     // SECURITY: a malformed, unknown or unreachable tenant all answer the same 404.
-    let not_found = || ApiError::NotFound { code: "tenant.not_found" };
-    let id: TenantId = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(not_found)?;
+    let not_found = || ApiError::NotFound {
+        code: "tenant.not_found",
+    };
+    let id: TenantId = raw
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_found)?;
     if id == principal.home.id {
         return Ok(principal.home.clone());
     }
-    let tenant = app.stores().tenants.resolve_tenant(id).await?.ok_or_else(not_found)?;
+    let tenant = app
+        .stores()
+        .tenants
+        .resolve_tenant(id)
+        .await?
+        .ok_or_else(not_found)?;
     let target = tenant.to_ref();
     if !principal.home.reaches(&target) {
         return Err(not_found());

@@ -18,14 +18,18 @@ pub struct RedactingWriter<W: Write> {
 impl<W: Write> RedactingWriter<W> {
     /// Wraps a writer.
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::with_capacity(512) }
+        Self {
+            inner,
+            buf: Vec::with_capacity(512),
+        }
     }
 
     fn flush_lines(&mut self) -> io::Result<()> {
         while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=pos).collect();
             let text = String::from_utf8_lossy(&line);
-            self.inner.write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
+            self.inner
+                .write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
         }
         Ok(())
     }
@@ -43,7 +47,8 @@ impl<W: Write> Write for RedactingWriter<W> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
             let text = String::from_utf8_lossy(&rest);
-            self.inner.write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
+            self.inner
+                .write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
         }
         self.inner.flush()
     }
@@ -89,7 +94,8 @@ mod tests {
         {
             let mut w = RedactingWriter::new(&mut out);
             w.write_all(br#"{"msg":"login","email":"ada@exam"#).unwrap();
-            w.write_all(b"ple.com\",\"password\":\"hunter2\"}\n").unwrap();
+            w.write_all(b"ple.com\",\"password\":\"hunter2\"}\n")
+                .unwrap();
             w.write_all(b"plain text with ada@example.com").unwrap();
         }
         let text = String::from_utf8(out).unwrap();

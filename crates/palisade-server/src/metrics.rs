@@ -45,23 +45,56 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("palisade");
         let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let duration = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
         let in_flight = Gauge::default();
         let shed = Counter::default();
         let denials = Counter::default();
-        registry.register("http_requests", "HTTP requests by method, route and status class", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", duration.clone());
-        registry.register("http_requests_in_flight", "Requests being served", in_flight.clone());
-        registry.register("http_requests_shed", "Requests refused by the concurrency cap", shed.clone());
-        registry.register("authz_denials", "Requests denied by authentication or authorization", denials.clone());
-        Self { registry, requests, duration, in_flight, shed, denials }
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            duration.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        registry.register(
+            "http_requests_shed",
+            "Requests refused by the concurrency cap",
+            shed.clone(),
+        );
+        registry.register(
+            "authz_denials",
+            "Requests denied by authentication or authorization",
+            denials.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            shed,
+            denials,
+        }
     }
 
     /// Records a finished request.
     pub fn record_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let class = format!("{}xx", status / 100);
         self.requests
-            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status: class })
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: class,
+            })
             .inc();
         self.duration.observe(seconds);
     }

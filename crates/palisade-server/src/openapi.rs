@@ -44,9 +44,13 @@ pub fn document(routes: &RouteRegistry) -> Value {
                 (s.collect)(&mut components);
                 json!({ "description": "Success", "content": { "application/json": { "schema": schema_ref(&(s.name)()) } } })
             }
-            (None, Some(media)) => json!({ "description": "Success", "content": { media: { "schema": { "type": "string" } } } }),
+            (None, Some(media)) => {
+                json!({ "description": "Success", "content": { media: { "schema": { "type": "string" } } } })
+            }
             (None, None) if *status == 204 => json!({ "description": "No content" }),
-            (None, None) => json!({ "description": "Success", "content": { "application/json": {} } }),
+            (None, None) => {
+                json!({ "description": "Success", "content": { "application/json": {} } })
+            }
         };
         responses.insert(status.to_string(), success);
         let params: Vec<Value> = entry
@@ -59,9 +63,15 @@ pub fn document(routes: &RouteRegistry) -> Value {
             Access::Capability(cap) => {
                 operation.insert("x-palisade-capability".into(), json!(cap.as_str()));
                 operation.insert("security".into(), json!([{ "bearer": [] }]));
-                responses.insert("401".into(), problem_response("No credential, or the credential was refused"));
+                responses.insert(
+                    "401".into(),
+                    problem_response("No credential, or the credential was refused"),
+                );
                 responses.insert("403".into(), problem_response("The capability is not held"));
-                responses.insert("404".into(), problem_response("Not found, or outside the caller's reach"));
+                responses.insert(
+                    "404".into(),
+                    problem_response("Not found, or outside the caller's reach"),
+                );
                 let mut all = params.clone();
                 all.push(json!({
                     "name": "X-Tenant-Id", "in": "header", "required": false,
@@ -84,18 +94,24 @@ pub fn document(routes: &RouteRegistry) -> Value {
                 "requestBody".into(),
                 json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&(req.name)()) } } }),
             );
-            responses.insert("400".into(), problem_response("Malformed JSON or unknown field"));
+            responses.insert(
+                "400".into(),
+                problem_response("Malformed JSON or unknown field"),
+            );
             responses.insert("413".into(), problem_response("Body too large"));
             responses.insert("415".into(), problem_response("Not application/json"));
             responses.insert("422".into(), problem_response("Invalid fields"));
         }
         responses.insert("429".into(), problem_response("Rate limited"));
-        responses.insert("503".into(), problem_response("Overloaded or a dependency is unavailable"));
+        responses.insert(
+            "503".into(),
+            problem_response("Overloaded or a dependency is unavailable"),
+        );
         operation.insert("responses".into(), Value::Object(responses));
-        paths
-            .entry(entry.path.to_owned())
-            .or_default()
-            .insert(entry.method.as_str().to_ascii_lowercase(), Value::Object(operation));
+        paths.entry(entry.path.to_owned()).or_default().insert(
+            entry.method.as_str().to_ascii_lowercase(),
+            Value::Object(operation),
+        );
     }
     let schemas: BTreeMap<String, Value> = components
         .into_iter()

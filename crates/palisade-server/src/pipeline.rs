@@ -41,7 +41,8 @@ fn well_formed_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     ok.then(|| s.to_owned())
 }
 
@@ -54,26 +55,44 @@ pub fn client_ip(socket: Option<IpAddr>, xff: Option<&str>, hops: u8) -> Option<
         return socket;
     }
     let Some(xff) = xff else { return socket };
-    let entries: Vec<&str> = xff.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let entries: Vec<&str> = xff
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if entries.is_empty() {
         return socket;
     }
     let idx = entries.len().saturating_sub(usize::from(hops));
     entries
         .get(idx)
-        .and_then(|e| e.parse::<IpAddr>().ok().or_else(|| e.parse::<SocketAddr>().ok().map(|s| s.ip())))
+        .and_then(|e| {
+            e.parse::<IpAddr>()
+                .ok()
+                .or_else(|| e.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        })
         .or(socket)
 }
 
 /// Step 1: request id and client IP.
-pub async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(well_formed_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let socket = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let xff = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let socket = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
     // SECURITY: without a socket address (in-process calls) the client is the unspecified address,
     // which no allowlist contains.
     let ip = client_ip(socket, xff, app.settings().server.trusted_proxy_hops)
@@ -89,14 +108,23 @@ pub async fn request_context(State(app): State<AppState>, mut req: Request, next
 
 /// The security headers, in the order they are sent.
 pub const SECURITY_HEADERS: &[(&str, &str)] = &[
-    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "strict-origin-when-cross-origin"),
     ("x-frame-options", "DENY"),
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
-    ("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    ),
 ];
 
 /// Step 2: security headers on every response.
@@ -107,12 +135,16 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
         for (name, value) in SECURITY_HEADERS {
             // A route may set a stricter or route-specific CSP (e.g. the Trust Center page); keep it.
             if !h.contains_key(*name) {
-                h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+                h.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
             }
         }
     }
     if !res.headers().contains_key(header::CACHE_CONTROL) {
-        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
 }
@@ -120,11 +152,23 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
 fn generic_code(status: StatusCode) -> (&'static str, &'static str) {
     match status {
         StatusCode::NOT_FOUND => ("route.not_found", "No route matches this path."),
-        StatusCode::METHOD_NOT_ALLOWED => ("route.method_not_allowed", "This path does not accept this method."),
-        StatusCode::PAYLOAD_TOO_LARGE => ("request.too_large", "The request body exceeds the configured limit."),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("request.unsupported_media_type", "The body must be sent as application/json."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "route.method_not_allowed",
+            "This path does not accept this method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "request.too_large",
+            "The request body exceeds the configured limit.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "request.unsupported_media_type",
+            "The body must be sent as application/json.",
+        ),
         StatusCode::REQUEST_TIMEOUT => ("request.timeout", "The request took too long to arrive."),
-        s if s.is_server_error() => ("server.internal", "An internal error occurred; quote the request id when reporting it."),
+        s if s.is_server_error() => (
+            "server.internal",
+            "An internal error occurred; quote the request id when reporting it.",
+        ),
         _ => ("request.invalid", "The request was refused."),
     }
 }
@@ -138,8 +182,16 @@ pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let path = req.uri().path().to_owned();
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
     app.metrics().in_flight(1);
     let res = next.run(req).await;
     app.metrics().in_flight(-1);
@@ -151,7 +203,12 @@ pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> R
     }
     let auth = res.extensions().get::<AuthInfo>().cloned();
     let elapsed = started.elapsed();
-    app.metrics().record_request(method.as_str(), &route, status.as_u16(), elapsed.as_secs_f64());
+    app.metrics().record_request(
+        method.as_str(),
+        &route,
+        status.as_u16(),
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         target: "palisade::access",
         request_id = %request_id,
@@ -202,7 +259,11 @@ pub async fn finish_problem(res: Response, request_id: &str) -> Response {
 pub struct Cap(pub Arc<Semaphore>);
 
 /// Step 5: shed load beyond the cap. `/health` is exempt so liveness probes see a live process.
-pub async fn concurrency_cap(State((app, cap)): State<(AppState, Cap)>, req: Request, next: Next) -> Response {
+pub async fn concurrency_cap(
+    State((app, cap)): State<(AppState, Cap)>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.uri().path() == "/health" {
         return next.run(req).await;
     }
@@ -214,7 +275,11 @@ pub async fn concurrency_cap(State((app, cap)): State<(AppState, Cap)>, req: Req
         }
         Err(_) => {
             app.metrics().record_shed();
-            ApiError::Unavailable { code: "server.overloaded", retry_after: 1 }.into_response()
+            ApiError::Unavailable {
+                code: "server.overloaded",
+                retry_after: 1,
+            }
+            .into_response()
         }
     }
 }
@@ -224,7 +289,11 @@ pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> R
     let limit = Duration::from_secs(app.settings().server.request_timeout_secs);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => ApiError::Unavailable { code: "server.timeout", retry_after: 1 }.into_response(),
+        Err(_) => ApiError::Unavailable {
+            code: "server.timeout",
+            retry_after: 1,
+        }
+        .into_response(),
     }
 }
 
@@ -248,19 +317,31 @@ mod tests {
 
     #[test]
     fn client_ip_ignores_forwarded_for_without_trusted_hops() {
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("1.2.3.4"), 0), Some(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), Some("1.2.3.4"), 0),
+            Some(ip("10.0.0.1"))
+        );
     }
 
     #[test]
     fn client_ip_counts_trusted_hops_from_the_right() {
         let sock = Some(ip("10.0.0.1"));
         // The client forged "6.6.6.6"; the one proxy appended the real client address.
-        assert_eq!(client_ip(sock, Some("6.6.6.6, 1.2.3.4"), 1), Some(ip("1.2.3.4")));
-        assert_eq!(client_ip(sock, Some("6.6.6.6, 1.2.3.4, 10.0.0.2"), 2), Some(ip("1.2.3.4")));
+        assert_eq!(
+            client_ip(sock, Some("6.6.6.6, 1.2.3.4"), 1),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(
+            client_ip(sock, Some("6.6.6.6, 1.2.3.4, 10.0.0.2"), 2),
+            Some(ip("1.2.3.4"))
+        );
         assert_eq!(client_ip(sock, Some("1.2.3.4"), 3), Some(ip("1.2.3.4")));
         assert_eq!(client_ip(sock, Some("garbage"), 1), sock);
         assert_eq!(client_ip(sock, Some(""), 1), sock);
-        assert_eq!(client_ip(sock, Some("[2001:db8::1]:443"), 1), Some(ip("2001:db8::1")));
+        assert_eq!(
+            client_ip(sock, Some("[2001:db8::1]:443"), 1),
+            Some(ip("2001:db8::1"))
+        );
     }
 
     #[test]

@@ -44,10 +44,16 @@ pub fn schema<T: utoipa::ToSchema>() -> SchemaRef {
         T::name().into_owned()
     }
     fn collect<T: utoipa::ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
-        out.push((T::name().into_owned(), <T as utoipa::PartialSchema>::schema()));
+        out.push((
+            T::name().into_owned(),
+            <T as utoipa::PartialSchema>::schema(),
+        ));
         T::schemas(out);
     }
-    SchemaRef { name: name::<T>, collect: collect::<T> }
+    SchemaRef {
+        name: name::<T>,
+        collect: collect::<T>,
+    }
 }
 
 /// What the OpenAPI document says about one operation.
@@ -70,7 +76,14 @@ pub struct OpDoc {
 /// Starts an operation's documentation.
 #[must_use]
 pub fn op(id: &'static str, summary: &'static str, tag: &'static str) -> OpDoc {
-    OpDoc { id, summary, tag, request: None, success: (200, None), media_type: None }
+    OpDoc {
+        id,
+        summary,
+        tag,
+        request: None,
+        success: (200, None),
+        media_type: None,
+    }
 }
 
 impl OpDoc {
@@ -217,7 +230,12 @@ impl SecureRouter {
     /// An empty table whose guards share `state`.
     #[must_use]
     pub fn new(state: AppState) -> Self {
-        Self { state, paths: BTreeMap::new(), entries: Vec::new(), duplicate: None }
+        Self {
+            state,
+            paths: BTreeMap::new(),
+            entries: Vec::new(),
+            duplicate: None,
+        }
     }
 
     method_fn!(get, MethodFilter::GET, Method::GET);
@@ -239,20 +257,36 @@ impl SecureRouter {
         H: Handler<T, AppState>,
         T: 'static,
     {
-        if self.entries.iter().any(|e| e.method == method && e.path == path) {
-            self.duplicate.get_or_insert(RouteError::Duplicate { method: method.to_string(), path: path.to_owned() });
+        if self
+            .entries
+            .iter()
+            .any(|e| e.method == method && e.path == path)
+        {
+            self.duplicate.get_or_insert(RouteError::Duplicate {
+                method: method.to_string(),
+                path: path.to_owned(),
+            });
             return self;
         }
-        let guard = crate::guard::Guard { app: self.state.clone(), access: access.clone() };
+        let guard = crate::guard::Guard {
+            app: self.state.clone(),
+            access: access.clone(),
+        };
         // SECURITY: the guard wraps this one endpoint; it runs before the handler on every request.
-        let endpoint = axum::routing::on(filter, handler)
-            .route_layer(axum::middleware::from_fn_with_state(guard, crate::guard::authorize));
+        let endpoint = axum::routing::on(filter, handler).route_layer(
+            axum::middleware::from_fn_with_state(guard, crate::guard::authorize),
+        );
         let merged = match self.paths.remove(path) {
             Some(existing) => existing.merge(endpoint),
             None => endpoint,
         };
         self.paths.insert(path, merged);
-        self.entries.push(RouteEntry { method, path, access, doc });
+        self.entries.push(RouteEntry {
+            method,
+            path,
+            access,
+            doc,
+        });
         self
     }
 
@@ -260,7 +294,10 @@ impl SecureRouter {
     ///
     /// # Errors
     /// [`RouteError`] when a declaration is missing or wrong; the server must not start.
-    pub fn finish(self, capabilities: &CapabilityRegistry) -> Result<(Router<AppState>, RouteRegistry), RouteError> {
+    pub fn finish(
+        self,
+        capabilities: &CapabilityRegistry,
+    ) -> Result<(Router<AppState>, RouteRegistry), RouteError> {
         if let Some(dup) = self.duplicate {
             return Err(dup);
         }
@@ -274,18 +311,29 @@ impl SecureRouter {
                     });
                 }
                 Access::Public { reason } if reason.trim().is_empty() => {
-                    return Err(RouteError::PublicWithoutReason { method: e.method.to_string(), path: e.path.to_owned() });
+                    return Err(RouteError::PublicWithoutReason {
+                        method: e.method.to_string(),
+                        path: e.path.to_owned(),
+                    });
                 }
                 _ => {}
             }
         }
         let mut router = Router::new();
         for (path, mr) in self.paths {
-            #[expect(clippy::disallowed_methods, reason = "SecureRouter is the one place raw routes are added")]
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "SecureRouter is the one place raw routes are added"
+            )]
             {
                 router = router.route(path, mr);
             }
         }
-        Ok((router, RouteRegistry { entries: self.entries }))
+        Ok((
+            router,
+            RouteRegistry {
+                entries: self.entries,
+            },
+        ))
     }
 }

@@ -16,7 +16,10 @@ pub struct Invalid {
 /// # Errors
 /// [`Invalid`] with code `invalid_email`.
 pub fn email(s: &str) -> Result<String, Invalid> {
-    const BAD: Invalid = Invalid { code: "invalid_email", message: "must be an e-mail address" };
+    const BAD: Invalid = Invalid {
+        code: "invalid_email",
+        message: "must be an e-mail address",
+    };
     let s = s.trim();
     if s.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(BAD);
@@ -26,7 +29,10 @@ pub fn email(s: &str) -> Result<String, Invalid> {
         return Err(BAD);
     }
     let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     });
     if !labels_ok || (!domain.contains('.') && domain != "localhost") {
@@ -40,9 +46,15 @@ pub fn email(s: &str) -> Result<String, Invalid> {
 /// # Errors
 /// [`Invalid`] with code `invalid_phone`.
 pub fn phone(s: &str) -> Result<String, Invalid> {
-    const BAD: Invalid = Invalid { code: "invalid_phone", message: "must be an E.164 number such as +14155550123" };
+    const BAD: Invalid = Invalid {
+        code: "invalid_phone",
+        message: "must be an E.164 number such as +14155550123",
+    };
     let digits = s.strip_prefix('+').ok_or(BAD)?;
-    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+    if !(7..=15).contains(&digits.len())
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || digits.starts_with('0')
+    {
         return Err(BAD);
     }
     Ok(s.to_owned())
@@ -53,7 +65,10 @@ pub fn phone(s: &str) -> Result<String, Invalid> {
 /// # Errors
 /// [`Invalid`] with code `invalid_name`.
 pub fn display_name(s: &str) -> Result<String, Invalid> {
-    const BAD: Invalid = Invalid { code: "invalid_name", message: "must be 1 to 200 characters without control characters" };
+    const BAD: Invalid = Invalid {
+        code: "invalid_name",
+        message: "must be 1 to 200 characters without control characters",
+    };
     let t = s.trim();
     if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
         return Err(BAD);
@@ -69,7 +84,17 @@ mod tests {
     fn emails() {
         assert_eq!(email("Ada@Example.COM").unwrap(), "ada@example.com");
         assert!(email("owner@localhost").is_ok());
-        for bad in ["", "ada", "@x.com", "ada@", "ada@x", "a b@x.com", "ada@-x.com", "ada@x..com", "a@b@c.com"] {
+        for bad in [
+            "",
+            "ada",
+            "@x.com",
+            "ada@",
+            "ada@x",
+            "a b@x.com",
+            "ada@-x.com",
+            "ada@x..com",
+            "a@b@c.com",
+        ] {
             assert!(email(bad).is_err(), "{bad:?}");
         }
         assert!(email(&format!("{}@x.com", "a".repeat(65))).is_err());
@@ -78,7 +103,14 @@ mod tests {
     #[test]
     fn phones() {
         assert!(phone("+14155550123").is_ok());
-        for bad in ["14155550123", "+0123456789", "+1 415 555", "+12", "+1234567890123456", "+1415555012a"] {
+        for bad in [
+            "14155550123",
+            "+0123456789",
+            "+1 415 555",
+            "+12",
+            "+1234567890123456",
+            "+1415555012a",
+        ] {
             assert!(phone(bad).is_err(), "{bad}");
         }
     }

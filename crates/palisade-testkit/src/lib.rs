@@ -41,9 +41,13 @@ pub fn postgres_url() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but TEST_DATABASE_URL is not set: PostgreSQL tests must not be skipped in CI");
+                panic!(
+                    "CI=true but TEST_DATABASE_URL is not set: PostgreSQL tests must not be skipped in CI"
+                );
             }
-            eprintln!("note: TEST_DATABASE_URL is not set; skipping the PostgreSQL half of this test");
+            eprintln!(
+                "note: TEST_DATABASE_URL is not set; skipping the PostgreSQL half of this test"
+            );
             None
         }
     }
@@ -72,7 +76,10 @@ impl Drop for TestApp {
         if let Some((url, schema)) = self.pg_schema.take() {
             // Best effort, on a separate thread so Drop works inside and outside a runtime.
             let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(palisade_store_sql::drop_test_schema(&url, &schema));
                 }
             })
@@ -89,7 +96,10 @@ impl TestApp {
     }
 
     /// Spawns the app after letting `configure` adjust the settings.
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = Settings::for_test(dir.path());
         if std::env::var("TEST_LOG").is_ok() {
@@ -98,11 +108,14 @@ impl TestApp {
         let mut pg_schema = None;
         match backend {
             Backend::Sqlite => {
-                settings.database.url = Some(format!("sqlite://{}", dir.path().join("test.db").display()).into());
+                settings.database.url =
+                    Some(format!("sqlite://{}", dir.path().join("test.db").display()).into());
             }
             Backend::Postgres => {
                 let url = postgres_url()?;
-                let schema = palisade_store_sql::create_test_schema(&url).await.expect("create test schema");
+                let schema = palisade_store_sql::create_test_schema(&url)
+                    .await
+                    .expect("create test schema");
                 settings.database.url = Some(url.clone().into());
                 settings.database.schema = Some(schema.clone());
                 settings.database.max_connections = 5;
@@ -114,7 +127,9 @@ impl TestApp {
         let app = palisade_server::app::build_for_tests(settings, Arc::new(auth.clone()))
             .await
             .expect("build the app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = app.router;
         let server = tokio::spawn(async move {
@@ -151,26 +166,53 @@ impl TestApp {
     /// An HTTP client with no credential.
     #[must_use]
     pub fn anonymous(&self) -> Actor {
-        Actor { base_url: self.base_url.clone(), client: client(), token: None, tenant_header: None, user: None, tenant: None }
+        Actor {
+            base_url: self.base_url.clone(),
+            client: client(),
+            token: None,
+            tenant_header: None,
+            user: None,
+            tenant: None,
+        }
     }
 
     /// The bootstrap owner (`system_admin` of the system tenant).
     pub async fn system_admin(&self) -> Actor {
-        let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(self.system_tenant.to_ref());
+        let scope = SystemScope::internal(InternalRole::Bootstrap)
+            .tenant_scope(self.system_tenant.to_ref());
         let email = self.state.settings().bootstrap.owner_email.clone();
-        let user = self.state.stores().users.find_user_by_email(&scope, &email).await.expect("store").expect("owner exists");
+        let user = self
+            .state
+            .stores()
+            .users
+            .find_user_by_email(&scope, &email)
+            .await
+            .expect("store")
+            .expect("owner exists");
         self.actor_for(user, self.system_tenant.clone())
     }
 
     /// Creates a tenant directly beneath `parent` (the system tenant when `None`).
-    pub async fn tenant_under(&self, slug: &str, kind: TenantKind, parent: Option<&Tenant>) -> TenantFixture<'_> {
+    pub async fn tenant_under(
+        &self,
+        slug: &str,
+        kind: TenantKind,
+        parent: Option<&Tenant>,
+    ) -> TenantFixture<'_> {
         let parent = parent.unwrap_or(&self.system_tenant);
         let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(parent.to_ref());
         let tenant = self
             .state
             .stores()
             .tenants
-            .create_child_tenant(&scope, NewTenant { slug: Slug::parse(slug).expect("slug"), name: slug.to_owned(), kind })
+            .create_child_tenant(
+                &scope,
+                NewTenant {
+                    slug: Slug::parse(slug).expect("slug"),
+                    name: slug.to_owned(),
+                    kind,
+                },
+            )
             .await
             .expect("create tenant");
         TenantFixture { app: self, tenant }
@@ -183,7 +225,13 @@ impl TestApp {
 
     /// Re-reads a tenant (e.g. after children were added, for `has_children`).
     pub async fn reload(&self, id: TenantId) -> Tenant {
-        self.state.stores().tenants.resolve_tenant(id).await.expect("store").expect("tenant exists")
+        self.state
+            .stores()
+            .tenants
+            .resolve_tenant(id)
+            .await
+            .expect("store")
+            .expect("tenant exists")
     }
 
     fn actor_for(&self, user: User, tenant: Tenant) -> Actor {
@@ -199,12 +247,22 @@ impl TestApp {
                 token_version: Some(user.token_version),
             },
         );
-        Actor { base_url: self.base_url.clone(), client: client(), token: Some(token), tenant_header: None, user: Some(user), tenant: Some(tenant) }
+        Actor {
+            base_url: self.base_url.clone(),
+            client: client(),
+            token: Some(token),
+            tenant_header: None,
+            user: Some(user),
+            tenant: Some(tenant),
+        }
     }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).build().expect("client")
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
 }
 
 /// A tenant created for a test.
@@ -222,14 +280,26 @@ impl TenantFixture<'_> {
 
     /// A user of this tenant with these role names (unknown names allowed, to test deny-by-default).
     pub async fn user_with_roles(&self, roles: &[&str]) -> Actor {
-        let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(self.app.reload(self.tenant.id).await.to_ref());
-        let email = format!("{}@{}.test", uuid::Uuid::new_v4().simple(), self.tenant.slug);
+        let scope = SystemScope::internal(InternalRole::Bootstrap)
+            .tenant_scope(self.app.reload(self.tenant.id).await.to_ref());
+        let email = format!(
+            "{}@{}.test",
+            uuid::Uuid::new_v4().simple(),
+            self.tenant.slug
+        );
         let user = self
             .app
             .state
             .stores()
             .users
-            .create_user(&scope, NewUser { email, phone: None, roles: roles.iter().map(|r| (*r).to_owned()).collect() })
+            .create_user(
+                &scope,
+                NewUser {
+                    email,
+                    phone: None,
+                    roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                },
+            )
             .await
             .expect("create user");
         self.app.actor_for(user, self.tenant.clone())
@@ -253,13 +323,17 @@ impl Actor {
     /// The same actor, selecting another tenant with `X-Tenant-Id`.
     #[must_use]
     pub fn acting_on(&self, tenant: TenantId) -> Self {
-        Self { tenant_header: Some(tenant.to_string()), ..self.clone() }
+        Self {
+            tenant_header: Some(tenant.to_string()),
+            ..self.clone()
+        }
     }
 
     /// A request builder with the actor's credential.
-    #[must_use]
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut rb = self.client.request(method, format!("{}{path}", self.base_url));
+        let mut rb = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(t) = &self.token {
             rb = rb.header("authorization", format!("Test {t}"));
         }
@@ -271,29 +345,44 @@ impl Actor {
 
     /// GET.
     pub async fn get(&self, path: &str) -> Response {
-        self.request(Method::GET, path).send().await.expect("request")
+        self.request(Method::GET, path)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POST with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::POST, path).json(body).send().await.expect("request")
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// PATCH with a JSON body.
     pub async fn patch(&self, path: &str, body: &Value) -> Response {
-        self.request(Method::PATCH, path).json(body).send().await.expect("request")
+        self.request(Method::PATCH, path)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Response {
-        self.request(Method::DELETE, path).send().await.expect("request")
+        self.request(Method::DELETE, path)
+            .send()
+            .await
+            .expect("request")
     }
 }
 
 /// Reads a response as JSON (any content type).
 pub async fn json(res: Response) -> Value {
     let bytes = res.bytes().await.expect("body");
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
 }
 
 /// Runs an `async fn(TestApp)` test on every backend:

@@ -29,18 +29,31 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     r.get(
         "/v1/capabilities",
         Access::cap(platform::CAPABILITY_READ),
-        op("listCapabilities", "The capability registry", "authorization").ok::<PageView<CapabilityView>>(200),
+        op(
+            "listCapabilities",
+            "The capability registry",
+            "authorization",
+        )
+        .ok::<PageView<CapabilityView>>(200),
         list_capabilities,
     )
     .get(
         "/v1/routes",
         Access::cap(platform::ROUTE_READ),
-        op("listRoutes", "Every route with the capability it demands", "authorization").ok::<PageView<RouteView>>(200),
+        op(
+            "listRoutes",
+            "Every route with the capability it demands",
+            "authorization",
+        )
+        .ok::<PageView<RouteView>>(200),
         list_routes,
     )
 }
 
-async fn list_capabilities(State(app): State<AppState>, _scope: Scoped) -> ApiResult<Json<PageView<CapabilityView>>> {
+async fn list_capabilities(
+    State(app): State<AppState>,
+    _scope: Scoped,
+) -> ApiResult<Json<PageView<CapabilityView>>> {
     let items = app
         .capabilities()
         .iter()
@@ -51,10 +64,19 @@ async fn list_capabilities(State(app): State<AppState>, _scope: Scoped) -> ApiRe
             system_only: d.system_only,
         })
         .collect();
-    Ok(Json(PageView { items, next_cursor: None }))
+    Ok(Json(PageView {
+        items,
+        next_cursor: None,
+    }))
 }
 
-async fn list_routes(State(app): State<AppState>, _scope: Scoped) -> ApiResult<Json<PageView<RouteView>>> {
+async fn list_routes(
+    State(app): State<AppState>,
+    _scope: Scoped,
+) -> ApiResult<Json<PageView<RouteView>>> {
     let items = app.routes().map(|r| r.views()).unwrap_or_default();
-    Ok(Json(PageView { items, next_cursor: None }))
+    Ok(Json(PageView {
+        items,
+        next_cursor: None,
+    }))
 }

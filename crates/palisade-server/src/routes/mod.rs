@@ -47,7 +47,12 @@ impl ListParams {
     ///
     /// # Errors
     /// 400 `pagination.invalid_limit` or `pagination.invalid_cursor`.
-    pub fn page_request(&self, app: &AppState, scope: &TenantScope, list: &str) -> Result<PageRequest, ApiError> {
+    pub fn page_request(
+        &self,
+        app: &AppState,
+        scope: &TenantScope,
+        list: &str,
+    ) -> Result<PageRequest, ApiError> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {
             return Err(ApiError::BadRequest {
@@ -70,7 +75,10 @@ impl ListParams {
 }
 
 fn invalid_cursor() -> ApiError {
-    ApiError::BadRequest { code: "pagination.invalid_cursor", detail: "The cursor is not valid for this list.".to_owned() }
+    ApiError::BadRequest {
+        code: "pagination.invalid_cursor",
+        detail: "The cursor is not valid for this list.".to_owned(),
+    }
 }
 
 fn cursor_context(scope: &TenantScope, list: &str) -> String {
@@ -90,8 +98,15 @@ pub fn page_view<T, V>(
     view: impl Fn(T) -> V,
 ) -> Result<PageView<V>, ApiError> {
     let next_cursor = match page.next_after {
-        Some(after) => Some(app.cursors().sign(&cursor_context(scope, list), after.as_bytes()).map_err(ApiError::internal)?),
+        Some(after) => Some(
+            app.cursors()
+                .sign(&cursor_context(scope, list), after.as_bytes())
+                .map_err(ApiError::internal)?,
+        ),
         None => None,
     };
-    Ok(PageView { items: page.items.into_iter().map(view).collect(), next_cursor })
+    Ok(PageView {
+        items: page.items.into_iter().map(view).collect(),
+        next_cursor,
+    })
 }

@@ -41,25 +41,43 @@ pub struct ReadyChecks {
 pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     r.get(
         "/health",
-        Access::Public { reason: "liveness probe for load balancers; reveals nothing" },
+        Access::Public {
+            reason: "liveness probe for load balancers; reveals nothing",
+        },
         op("getHealth", "Liveness", "operations").ok::<HealthView>(200),
         get_health,
     )
     .get(
         "/ready",
-        Access::Public { reason: "readiness probe for orchestrators; reports dependency status only" },
-        op("getReady", "Readiness: database and shared state", "operations").ok::<ReadyView>(200),
+        Access::Public {
+            reason: "readiness probe for orchestrators; reports dependency status only",
+        },
+        op(
+            "getReady",
+            "Readiness: database and shared state",
+            "operations",
+        )
+        .ok::<ReadyView>(200),
         get_ready,
     )
     .get(
         "/metrics",
-        Access::Public { reason: "Prometheus scrape; restricted to metrics.allowed_ips (default loopback)" },
-        op("getMetrics", "Prometheus metrics (allowlisted client IPs only)", "operations").media("text/plain; version=0.0.4"),
+        Access::Public {
+            reason: "Prometheus scrape; restricted to metrics.allowed_ips (default loopback)",
+        },
+        op(
+            "getMetrics",
+            "Prometheus metrics (allowlisted client IPs only)",
+            "operations",
+        )
+        .media("text/plain; version=0.0.4"),
         get_metrics,
     )
     .get(
         "/openapi.json",
-        Access::Public { reason: "the public API contract" },
+        Access::Public {
+            reason: "the public API contract",
+        },
         op("getOpenApi", "This OpenAPI 3.1 document", "operations"),
         get_openapi,
     )
@@ -70,18 +88,40 @@ async fn get_health() -> Json<HealthView> {
 }
 
 async fn get_ready(State(app): State<AppState>) -> Response {
-    let db = tokio::time::timeout(std::time::Duration::from_secs(2), app.stores().health.ping()).await;
-    let database = if matches!(db, Ok(Ok(()))) { "ok" } else { "unavailable" };
+    let db = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.stores().health.ping(),
+    )
+    .await;
+    let database = if matches!(db, Ok(Ok(()))) {
+        "ok"
+    } else {
+        "unavailable"
+    };
     let state = "ok";
     let ok = database == "ok" && state == "ok";
-    let body = ReadyView { status: if ok { "ok" } else { "unavailable" }, checks: ReadyChecks { database, state } };
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = ReadyView {
+        status: if ok { "ok" } else { "unavailable" },
+        checks: ReadyChecks { database, state },
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
-async fn get_metrics(State(app): State<AppState>, ip: Option<axum::Extension<ClientIp>>) -> Response {
+async fn get_metrics(
+    State(app): State<AppState>,
+    ip: Option<axum::Extension<ClientIp>>,
+) -> Response {
     let allowed = ip.is_some_and(|axum::Extension(ClientIp(ip))| {
-        app.settings().metrics.allowed_ips.iter().any(|net| net.contains(&ip))
+        app.settings()
+            .metrics
+            .allowed_ips
+            .iter()
+            .any(|net| net.contains(&ip))
     });
     if !allowed {
         return ApiError::Forbidden {
@@ -90,7 +130,14 @@ async fn get_metrics(State(app): State<AppState>, ip: Option<axum::Extension<Cli
         }
         .into_response();
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics().render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics().render(),
+    )
+        .into_response()
 }
 
 async fn get_openapi(State(app): State<AppState>) -> Response {

@@ -40,7 +40,8 @@ pub struct TenantView {
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl From<Tenant> for TenantView {
@@ -83,15 +84,24 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     r.get(
         "/v1/tenants",
         Access::cap(platform::TENANT_READ),
-        op("listTenants", "The selected tenant and its descendants", "tenants").ok::<PageView<TenantView>>(200),
+        op(
+            "listTenants",
+            "The selected tenant and its descendants",
+            "tenants",
+        )
+        .ok::<PageView<TenantView>>(200),
         list_tenants,
     )
     .post(
         "/v1/tenants",
         Access::cap(platform::TENANT_CREATE),
-        op("createTenant", "Create a child tenant within reach", "tenants")
-            .body::<CreateTenantRequest>()
-            .ok::<TenantView>(201),
+        op(
+            "createTenant",
+            "Create a child tenant within reach",
+            "tenants",
+        )
+        .body::<CreateTenantRequest>()
+        .ok::<TenantView>(201),
         create_tenant,
     )
     .get(
@@ -111,7 +121,9 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
 }
 
 fn parse_tenant_id(s: &str) -> ApiResult<TenantId> {
-    s.parse().map_err(|_| ApiError::NotFound { code: "tenant.not_found" })
+    s.parse().map_err(|_| ApiError::NotFound {
+        code: "tenant.not_found",
+    })
 }
 
 async fn list_tenants(
@@ -121,7 +133,13 @@ async fn list_tenants(
 ) -> ApiResult<axum::Json<PageView<TenantView>>> {
     let page = params.page_request(&app, &scope, "tenants")?;
     let tenants = app.stores().tenants.list_tenants(&scope, &page).await?;
-    Ok(axum::Json(page_view(&app, &scope, "tenants", tenants, TenantView::from)?))
+    Ok(axum::Json(page_view(
+        &app,
+        &scope,
+        "tenants",
+        tenants,
+        TenantView::from,
+    )?))
 }
 
 async fn create_tenant(
@@ -131,39 +149,71 @@ async fn create_tenant(
     Json(body): Json<CreateTenantRequest>,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let name = validate::display_name(&body.name).map_err(|e| errors.push(FieldError::new("name", e.code, e.message))).ok();
+    let name = validate::display_name(&body.name)
+        .map_err(|e| errors.push(FieldError::new("name", e.code, e.message)))
+        .ok();
     let slug = Slug::parse(&body.slug)
         .map_err(|e| errors.push(FieldError::new("slug", "invalid_slug", e.to_string())))
         .ok();
     let kind = body.kind.unwrap_or(TenantKind::Tenant);
     if kind == TenantKind::System {
-        errors.push(FieldError::new("kind", "invalid_value", "must be tenant or partner"));
+        errors.push(FieldError::new(
+            "kind",
+            "invalid_value",
+            "must be tenant or partner",
+        ));
     }
     let (Some(name), Some(slug), true) = (name, slug, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
     // The parent: the selected tenant, or a descendant of it named in the body.
-    let parent_scope = match &body.parent_id {
-        None => scope,
-        Some(pid) => {
-            let pid = parse_tenant_id(pid)?;
-            let parent = app.stores().tenants.get_tenant(&scope, pid).await?.ok_or(ApiError::NotFound { code: "tenant.not_found" })?;
-            match decide(&caller, &parent.to_ref(), &platform::TENANT_CREATE, app.capabilities(), OffsetDateTime::now_utc(), app.step_up_max_age()) {
-                Decision::Allow(s) => s,
-                Decision::Deny(_) => return Err(ApiError::NotFound { code: "tenant.not_found" }),
+    let parent_scope =
+        match &body.parent_id {
+            None => scope,
+            Some(pid) => {
+                let pid = parse_tenant_id(pid)?;
+                let parent = app.stores().tenants.get_tenant(&scope, pid).await?.ok_or(
+                    ApiError::NotFound {
+                        code: "tenant.not_found",
+                    },
+                )?;
+                match decide(
+                    &caller,
+                    &parent.to_ref(),
+                    &platform::TENANT_CREATE,
+                    app.capabilities(),
+                    OffsetDateTime::now_utc(),
+                    app.step_up_max_age(),
+                ) {
+                    Decision::Allow(s) => s,
+                    Decision::Deny(_) => {
+                        return Err(ApiError::NotFound {
+                            code: "tenant.not_found",
+                        });
+                    }
+                }
             }
-        }
-    };
+        };
     if kind == TenantKind::Partner {
         // SECURITY: partners manage other tenants; creating one is a system-only capability.
         let allowed = matches!(
-            decide(&caller, parent_scope.tenant(), &platform::TENANT_CREATE_PARTNER, app.capabilities(), OffsetDateTime::now_utc(), app.step_up_max_age()),
+            decide(
+                &caller,
+                parent_scope.tenant(),
+                &platform::TENANT_CREATE_PARTNER,
+                app.capabilities(),
+                OffsetDateTime::now_utc(),
+                app.step_up_max_age()
+            ),
             Decision::Allow(_)
         );
         if !allowed {
             return Err(ApiError::Forbidden {
                 code: "authz.forbidden",
-                detail: format!("Creating a partner needs the capability `{}`.", platform::TENANT_CREATE_PARTNER),
+                detail: format!(
+                    "Creating a partner needs the capability `{}`.",
+                    platform::TENANT_CREATE_PARTNER
+                ),
             });
         }
     }
@@ -173,11 +223,19 @@ async fn create_tenant(
         .create_child_tenant(&parent_scope, NewTenant { slug, name, kind })
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { .. } => ApiError::Conflict { code: "tenant.slug_taken", detail: "The slug is already in use.".to_owned() },
+            StoreError::Conflict { .. } => ApiError::Conflict {
+                code: "tenant.slug_taken",
+                detail: "The slug is already in use.".to_owned(),
+            },
             other => other.into(),
         })?;
     let location = format!("/v1/tenants/{}", created.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(TenantView::from(created))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(TenantView::from(created)),
+    )
+        .into_response())
 }
 
 async fn get_tenant(
@@ -186,7 +244,14 @@ async fn get_tenant(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TenantView>> {
     let id = parse_tenant_id(&id)?;
-    let t = app.stores().tenants.get_tenant(&scope, id).await?.ok_or(ApiError::NotFound { code: "tenant.not_found" })?;
+    let t = app
+        .stores()
+        .tenants
+        .get_tenant(&scope, id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            code: "tenant.not_found",
+        })?;
     Ok(axum::Json(t.into()))
 }
 
@@ -197,14 +262,29 @@ async fn update_tenant(
     Json(body): Json<UpdateTenantRequest>,
 ) -> ApiResult<axum::Json<TenantView>> {
     let id = parse_tenant_id(&id)?;
-    let existing = app.stores().tenants.get_tenant(&scope, id).await?.ok_or(ApiError::NotFound { code: "tenant.not_found" })?;
+    let existing =
+        app.stores()
+            .tenants
+            .get_tenant(&scope, id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                code: "tenant.not_found",
+            })?;
     let Some(name) = body.name else {
         return Ok(axum::Json(existing.into()));
     };
-    let name = validate::display_name(&name).map_err(|e| ApiError::field("name", e.code, e.message))?;
-    let t = app.stores().tenants.rename_tenant(&scope, id, name).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::NotFound { code: "tenant.not_found" },
-        other => other.into(),
-    })?;
+    let name =
+        validate::display_name(&name).map_err(|e| ApiError::field("name", e.code, e.message))?;
+    let t = app
+        .stores()
+        .tenants
+        .rename_tenant(&scope, id, name)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound {
+                code: "tenant.not_found",
+            },
+            other => other.into(),
+        })?;
     Ok(axum::Json(t.into()))
 }

@@ -90,7 +90,13 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     .post(
         "/v1/users",
         Access::cap(platform::USER_CREATE),
-        op("createUser", "Create a user in the selected tenant", "users").body::<CreateUserRequest>().ok::<UserView>(201),
+        op(
+            "createUser",
+            "Create a user in the selected tenant",
+            "users",
+        )
+        .body::<CreateUserRequest>()
+        .ok::<UserView>(201),
         create_user,
     )
     .get(
@@ -102,7 +108,9 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     .patch(
         "/v1/users/{id}",
         Access::cap(platform::USER_UPDATE),
-        op("updateUser", "Change a user's status or roles", "users").body::<UpdateUserRequest>().ok::<UserView>(200),
+        op("updateUser", "Change a user's status or roles", "users")
+            .body::<UpdateUserRequest>()
+            .ok::<UserView>(200),
         update_user,
     )
     .delete(
@@ -116,7 +124,12 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
 const MAX_ROLES: usize = 16;
 
 /// Checks a requested role set: known names, allowed in this tenant, no escalation.
-fn check_roles(app: &AppState, caller: &Principal, scope: &TenantScope, roles: &[String]) -> ApiResult<Vec<String>> {
+fn check_roles(
+    app: &AppState,
+    caller: &Principal,
+    scope: &TenantScope,
+    roles: &[String],
+) -> ApiResult<Vec<String>> {
     if roles.len() > MAX_ROLES {
         return Err(ApiError::field("roles", "too_many", "at most 16 roles"));
     }
@@ -124,12 +137,24 @@ fn check_roles(app: &AppState, caller: &Principal, scope: &TenantScope, roles: &
     for (i, name) in roles.iter().enumerate() {
         let field = format!("roles[{i}]");
         match BuiltinRole::parse(name) {
-            None => errors.push(FieldError::new(field, "unknown_role", "is not a known role")),
+            None => errors.push(FieldError::new(
+                field,
+                "unknown_role",
+                "is not a known role",
+            )),
             Some(BuiltinRole::SystemAdmin) if scope.tenant().kind != TenantKind::System => {
-                errors.push(FieldError::new(field, "role_not_allowed", "system_admin exists only in the system tenant"));
+                errors.push(FieldError::new(
+                    field,
+                    "role_not_allowed",
+                    "system_admin exists only in the system tenant",
+                ));
             }
             Some(BuiltinRole::PartnerAdmin) if scope.tenant().kind != TenantKind::Partner => {
-                errors.push(FieldError::new(field, "role_not_allowed", "partner_admin exists only in partner tenants"));
+                errors.push(FieldError::new(
+                    field,
+                    "role_not_allowed",
+                    "partner_admin exists only in partner tenants",
+                ));
             }
             Some(_) => {}
         }
@@ -152,12 +177,16 @@ fn check_roles(app: &AppState, caller: &Principal, scope: &TenantScope, roles: &
 }
 
 fn parse_user_id(s: &str) -> ApiResult<UserId> {
-    s.parse().map_err(|_| ApiError::NotFound { code: "user.not_found" })
+    s.parse().map_err(|_| ApiError::NotFound {
+        code: "user.not_found",
+    })
 }
 
 fn user_not_found(e: StoreError) -> ApiError {
     match e {
-        StoreError::NotFound => ApiError::NotFound { code: "user.not_found" },
+        StoreError::NotFound => ApiError::NotFound {
+            code: "user.not_found",
+        },
         other => other.into(),
     }
 }
@@ -169,7 +198,13 @@ async fn list_users(
 ) -> ApiResult<axum::Json<PageView<UserView>>> {
     let page = params.page_request(&app, &scope, "users")?;
     let users = app.stores().users.list_users(&scope, &page).await?;
-    Ok(axum::Json(page_view(&app, &scope, "users", users, UserView::from)?))
+    Ok(axum::Json(page_view(
+        &app,
+        &scope,
+        "users",
+        users,
+        UserView::from,
+    )?))
 }
 
 async fn create_user(
@@ -179,26 +214,61 @@ async fn create_user(
     Json(body): Json<CreateUserRequest>,
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
-    let email = validate::email(&body.email).map_err(|e| errors.push(FieldError::new("email", e.code, e.message))).ok();
+    let email = validate::email(&body.email)
+        .map_err(|e| errors.push(FieldError::new("email", e.code, e.message)))
+        .ok();
     let phone = match &body.phone {
         None => None,
-        Some(p) => validate::phone(p).map_err(|e| errors.push(FieldError::new("phone", e.code, e.message))).ok(),
+        Some(p) => validate::phone(p)
+            .map_err(|e| errors.push(FieldError::new("phone", e.code, e.message)))
+            .ok(),
     };
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
     let roles = check_roles(&app, &caller, &scope, &body.roles)?;
-    let user = app.stores().users.create_user(&scope, NewUser { email, phone, roles }).await.map_err(|e| match e {
-        StoreError::Conflict { .. } => ApiError::Conflict { code: "user.email_taken", detail: "A user with this e-mail exists in the tenant.".to_owned() },
-        other => other.into(),
-    })?;
+    let user = app
+        .stores()
+        .users
+        .create_user(
+            &scope,
+            NewUser {
+                email,
+                phone,
+                roles,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => ApiError::Conflict {
+                code: "user.email_taken",
+                detail: "A user with this e-mail exists in the tenant.".to_owned(),
+            },
+            other => other.into(),
+        })?;
     let location = format!("/v1/users/{}", user.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(UserView::from(user))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(UserView::from(user)),
+    )
+        .into_response())
 }
 
-async fn get_user(State(app): State<AppState>, Scoped(scope): Scoped, Path(id): Path<String>) -> ApiResult<axum::Json<UserView>> {
+async fn get_user(
+    State(app): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UserView>> {
     let id = parse_user_id(&id)?;
-    let user = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    let user = app
+        .stores()
+        .users
+        .get_user(&scope, id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            code: "user.not_found",
+        })?;
     Ok(axum::Json(user.into()))
 }
 
@@ -212,19 +282,44 @@ async fn update_user(
     let id = parse_user_id(&id)?;
     if id == caller.subject && scope.tenant_id() == caller.home.id {
         // SECURITY: no self-service privilege changes or self-lockout through this route.
-        return Err(ApiError::Forbidden { code: "user.self_change", detail: "You cannot change your own status or roles.".to_owned() });
+        return Err(ApiError::Forbidden {
+            code: "user.self_change",
+            detail: "You cannot change your own status or roles.".to_owned(),
+        });
     }
-    let existing = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    let existing = app
+        .stores()
+        .users
+        .get_user(&scope, id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            code: "user.not_found",
+        })?;
     // SECURITY: nobody may modify a user who holds capabilities the caller lacks.
     let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
     if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
-        return Err(ApiError::Forbidden { code: "authz.role_escalation", detail: "This user holds capabilities you do not.".to_owned() });
+        return Err(ApiError::Forbidden {
+            code: "authz.role_escalation",
+            detail: "This user holds capabilities you do not.".to_owned(),
+        });
     }
     let roles = match &body.roles {
         Some(r) => Some(check_roles(&app, &caller, &scope, r)?),
         None => None,
     };
-    let user = app.stores().users.update_user(&scope, id, UserPatch { status: body.status, roles }).await.map_err(user_not_found)?;
+    let user = app
+        .stores()
+        .users
+        .update_user(
+            &scope,
+            id,
+            UserPatch {
+                status: body.status,
+                roles,
+            },
+        )
+        .await
+        .map_err(user_not_found)?;
     Ok(axum::Json(user.into()))
 }
 
@@ -236,13 +331,30 @@ async fn delete_user(
 ) -> ApiResult<StatusCode> {
     let id = parse_user_id(&id)?;
     if id == caller.subject {
-        return Err(ApiError::Forbidden { code: "user.self_change", detail: "You cannot delete yourself.".to_owned() });
+        return Err(ApiError::Forbidden {
+            code: "user.self_change",
+            detail: "You cannot delete yourself.".to_owned(),
+        });
     }
-    let existing = app.stores().users.get_user(&scope, id).await?.ok_or(ApiError::NotFound { code: "user.not_found" })?;
+    let existing = app
+        .stores()
+        .users
+        .get_user(&scope, id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            code: "user.not_found",
+        })?;
     let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
     if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
-        return Err(ApiError::Forbidden { code: "authz.role_escalation", detail: "This user holds capabilities you do not.".to_owned() });
+        return Err(ApiError::Forbidden {
+            code: "authz.role_escalation",
+            detail: "This user holds capabilities you do not.".to_owned(),
+        });
     }
-    app.stores().users.delete_user(&scope, id).await.map_err(user_not_found)?;
+    app.stores()
+        .users
+        .delete_user(&scope, id)
+        .await
+        .map_err(user_not_found)?;
     Ok(StatusCode::NO_CONTENT)
 }
