@@ -206,7 +206,11 @@ pub mod platform {
     #[must_use]
     pub fn all() -> Vec<CapabilityDef> {
         vec![
-            def(TENANT_READ, "Read tenants within the principal's reach.", false),
+            def(
+                TENANT_READ,
+                "Read tenants within the principal's reach.",
+                false,
+            ),
             def(
                 TENANT_CREATE,
                 "Create child tenants beneath a tenant within reach.",
@@ -248,7 +252,16 @@ mod tests {
     fn capability_names_must_be_dotted_lowercase() {
         assert!(Capability::parse("customers.read").is_ok());
         assert!(Capability::parse("customers.field.tax_id.read").is_ok());
-        for bad in ["", "read", "Customers.read", "a..b", "a.*", "a.b ", "a.b-c", ".a.b"] {
+        for bad in [
+            "",
+            "read",
+            "Customers.read",
+            "a..b",
+            "a.*",
+            "a.b ",
+            "a.b-c",
+            ".a.b",
+        ] {
             assert!(Capability::parse(bad).is_err(), "{bad}");
         }
     }
@@ -257,6 +270,9 @@ mod tests {
     fn registering_a_capability_twice_is_refused() {
         let mut reg = CapabilityRegistry::with_platform();
         let again = platform::all().remove(0);
-        assert!(matches!(reg.register(again), Err(RegistryError::Duplicate(_))));
+        assert!(matches!(
+            reg.register(again),
+            Err(RegistryError::Duplicate(_))
+        ));
     }
 }

@@ -86,7 +86,12 @@ mod tests {
             Some(p) => format!("{}{id}/", p.path),
             None => format!("/{id}/"),
         };
-        TenantRef { id, kind, path, has_children: false }
+        TenantRef {
+            id,
+            kind,
+            path,
+            has_children: false,
+        }
     }
 
     fn registry() -> CapabilityRegistry {
@@ -140,32 +145,176 @@ mod tests {
 
         use DenyReason::*;
         let allow = None;
-        let cases: Vec<(&str, &TenantRef, &[&str], &TenantRef, &Capability, Option<DenyReason>)> = vec![
-            ("system admin reaches every tenant", &system, &["system_admin"], &globex, &read, allow.clone()),
-            ("system admin creates partners", &system, &["system_admin"], &system, &partner_cap, allow.clone()),
-            ("partner admin reaches its tenants", &partner, &["partner_admin"], &acme, &read, allow.clone()),
-            ("partner admin reaches grandchildren", &partner, &["partner_admin"], &acme_child, &read, allow.clone()),
-            ("partner admin cannot reach another branch", &partner, &["partner_admin"], &globex, &read, Some(NotInReach)),
-            ("partner admin cannot reach the system tenant", &partner, &["partner_admin"], &system, &read, Some(NotInReach)),
-            ("partner admin cannot create partners", &partner, &["partner_admin"], &partner, &partner_cap, Some(MissingCapability)),
-            ("tenant admin reads its own tenant", &acme, &["tenant_admin"], &acme, &read, allow.clone()),
-            ("tenant admin reaches its child", &acme, &["tenant_admin"], &acme_child, &read, allow.clone()),
-            ("tenant admin cannot reach its parent", &acme, &["tenant_admin"], &partner, &read, Some(NotInReach)),
-            ("child admin cannot reach its parent", &acme_child, &["tenant_admin"], &acme, &read, Some(NotInReach)),
-            ("member holds no platform capability", &acme, &["member"], &acme, &read, Some(MissingCapability)),
-            ("member reads records", &acme, &["member"], &acme, &customers, allow.clone()),
-            ("viewer reads records", &acme, &["viewer"], &acme, &customers, allow.clone()),
-            ("an unknown role grants nothing", &acme, &["root"], &acme, &customers, Some(MissingCapability)),
-            ("no roles grants nothing", &acme, &[], &acme, &customers, Some(MissingCapability)),
-            ("an unregistered capability is denied even to system", &system, &["system_admin"], &system, &unknown, Some(UnknownCapability)),
-            ("mfa capability without step-up", &acme, &["tenant_admin"], &acme, &reveal, Some(StepUpRequired)),
-            ("reach is checked before capability", &acme, &[], &globex, &unknown, Some(NotInReach)),
+        /// (name, home, roles, target, capability, expected deny reason or None for Allow)
+        type Case<'a> = (
+            &'a str,
+            &'a TenantRef,
+            &'a [&'a str],
+            &'a TenantRef,
+            &'a Capability,
+            Option<DenyReason>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "system admin reaches every tenant",
+                &system,
+                &["system_admin"],
+                &globex,
+                &read,
+                allow.clone(),
+            ),
+            (
+                "system admin creates partners",
+                &system,
+                &["system_admin"],
+                &system,
+                &partner_cap,
+                allow.clone(),
+            ),
+            (
+                "partner admin reaches its tenants",
+                &partner,
+                &["partner_admin"],
+                &acme,
+                &read,
+                allow.clone(),
+            ),
+            (
+                "partner admin reaches grandchildren",
+                &partner,
+                &["partner_admin"],
+                &acme_child,
+                &read,
+                allow.clone(),
+            ),
+            (
+                "partner admin cannot reach another branch",
+                &partner,
+                &["partner_admin"],
+                &globex,
+                &read,
+                Some(NotInReach),
+            ),
+            (
+                "partner admin cannot reach the system tenant",
+                &partner,
+                &["partner_admin"],
+                &system,
+                &read,
+                Some(NotInReach),
+            ),
+            (
+                "partner admin cannot create partners",
+                &partner,
+                &["partner_admin"],
+                &partner,
+                &partner_cap,
+                Some(MissingCapability),
+            ),
+            (
+                "tenant admin reads its own tenant",
+                &acme,
+                &["tenant_admin"],
+                &acme,
+                &read,
+                allow.clone(),
+            ),
+            (
+                "tenant admin reaches its child",
+                &acme,
+                &["tenant_admin"],
+                &acme_child,
+                &read,
+                allow.clone(),
+            ),
+            (
+                "tenant admin cannot reach its parent",
+                &acme,
+                &["tenant_admin"],
+                &partner,
+                &read,
+                Some(NotInReach),
+            ),
+            (
+                "child admin cannot reach its parent",
+                &acme_child,
+                &["tenant_admin"],
+                &acme,
+                &read,
+                Some(NotInReach),
+            ),
+            (
+                "member holds no platform capability",
+                &acme,
+                &["member"],
+                &acme,
+                &read,
+                Some(MissingCapability),
+            ),
+            (
+                "member reads records",
+                &acme,
+                &["member"],
+                &acme,
+                &customers,
+                allow.clone(),
+            ),
+            (
+                "viewer reads records",
+                &acme,
+                &["viewer"],
+                &acme,
+                &customers,
+                allow.clone(),
+            ),
+            (
+                "an unknown role grants nothing",
+                &acme,
+                &["root"],
+                &acme,
+                &customers,
+                Some(MissingCapability),
+            ),
+            (
+                "no roles grants nothing",
+                &acme,
+                &[],
+                &acme,
+                &customers,
+                Some(MissingCapability),
+            ),
+            (
+                "an unregistered capability is denied even to system",
+                &system,
+                &["system_admin"],
+                &system,
+                &unknown,
+                Some(UnknownCapability),
+            ),
+            (
+                "mfa capability without step-up",
+                &acme,
+                &["tenant_admin"],
+                &acme,
+                &reveal,
+                Some(StepUpRequired),
+            ),
+            (
+                "reach is checked before capability",
+                &acme,
+                &[],
+                &globex,
+                &unknown,
+                Some(NotInReach),
+            ),
         ];
         for (name, home, roles, target, cap, expected) in cases {
             let p = principal(home, roles, &reg);
             let got = decide(&p, target, cap, &reg, now, five_min);
             match (&got, &expected) {
-                (Decision::Allow(scope), None) => assert_eq!(scope.tenant_id(), target.id, "{name}"),
+                (Decision::Allow(scope), None) => {
+                    assert_eq!(scope.tenant_id(), target.id, "{name}")
+                }
                 (Decision::Deny(r), Some(e)) => assert_eq!(r, e, "{name}"),
                 _ => panic!("{name}: got {got:?}, expected {expected:?}"),
             }
@@ -183,17 +332,29 @@ mod tests {
 
         p.amr = vec!["otp".into(), "totp".into()];
         p.auth_time = Some(now - Duration::seconds(60));
-        assert!(matches!(decide(&p, &acme, &reveal, &reg, now, window), Decision::Allow(_)));
+        assert!(matches!(
+            decide(&p, &acme, &reveal, &reg, now, window),
+            Decision::Allow(_)
+        ));
 
         p.auth_time = Some(now - Duration::seconds(301));
-        assert_eq!(decide(&p, &acme, &reveal, &reg, now, window), Decision::Deny(DenyReason::StepUpRequired));
+        assert_eq!(
+            decide(&p, &acme, &reveal, &reg, now, window),
+            Decision::Deny(DenyReason::StepUpRequired)
+        );
 
         p.auth_time = Some(now + Duration::seconds(600));
-        assert_eq!(decide(&p, &acme, &reveal, &reg, now, window), Decision::Deny(DenyReason::StepUpRequired));
+        assert_eq!(
+            decide(&p, &acme, &reveal, &reg, now, window),
+            Decision::Deny(DenyReason::StepUpRequired)
+        );
 
         p.auth_time = Some(now);
         p.amr = vec!["otp".into()];
-        assert_eq!(decide(&p, &acme, &reveal, &reg, now, window), Decision::Deny(DenyReason::StepUpRequired));
+        assert_eq!(
+            decide(&p, &acme, &reveal, &reg, now, window),
+            Decision::Deny(DenyReason::StepUpRequired)
+        );
     }
 
     #[test]
@@ -202,16 +363,39 @@ mod tests {
         let partner = tenant(TenantKind::Partner, None);
         let mut p = principal(&partner, &["partner_admin"], &reg);
         p.capabilities.insert(platform::TENANT_CREATE_PARTNER);
-        let got = decide(&p, &partner, &platform::TENANT_CREATE_PARTNER, &reg, OffsetDateTime::now_utc(), Duration::seconds(300));
+        let got = decide(
+            &p,
+            &partner,
+            &platform::TENANT_CREATE_PARTNER,
+            &reg,
+            OffsetDateTime::now_utc(),
+            Duration::seconds(300),
+        );
         assert_eq!(got, Decision::Deny(DenyReason::SystemOnly));
     }
 
     #[test]
     fn a_sibling_with_a_shared_id_prefix_is_not_reached() {
-        let a = TenantRef { id: TenantId::new(), kind: TenantKind::Tenant, path: "/ab/".into(), has_children: false };
-        let b = TenantRef { id: TenantId::new(), kind: TenantKind::Tenant, path: "/abc/".into(), has_children: false };
-        let a_short = TenantRef { path: "/a".into(), ..a.clone() };
+        let a = TenantRef {
+            id: TenantId::new(),
+            kind: TenantKind::Tenant,
+            path: "/ab/".into(),
+            has_children: false,
+        };
+        let b = TenantRef {
+            id: TenantId::new(),
+            kind: TenantKind::Tenant,
+            path: "/abc/".into(),
+            has_children: false,
+        };
+        let a_short = TenantRef {
+            path: "/a".into(),
+            ..a.clone()
+        };
         assert!(!a.reaches(&b));
-        assert!(!a_short.reaches(&b), "a path without a trailing slash reaches nothing");
+        assert!(
+            !a_short.reaches(&b),
+            "a path without a trailing slash reaches nothing"
+        );
     }
 }

@@ -152,9 +152,15 @@ mod tests {
             key("REPLACE-ME-WITH-32-OR-MORE-RANDOM-BYTES").weakness(),
             Some(MasterKeyError::Default)
         );
-        assert_eq!(key(&"a".repeat(64)).weakness(), Some(MasterKeyError::Default));
+        assert_eq!(
+            key(&"a".repeat(64)).weakness(),
+            Some(MasterKeyError::Default)
+        );
         let dev = MasterKey::new(MasterKey::generate_development());
-        assert_eq!(dev.weakness(), Some(MasterKeyError::GeneratedForDevelopment));
+        assert_eq!(
+            dev.weakness(),
+            Some(MasterKeyError::GeneratedForDevelopment)
+        );
         assert_eq!(key("k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G").weakness(), None);
     }
 

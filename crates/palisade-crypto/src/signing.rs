@@ -61,7 +61,9 @@ impl SignedToken {
             return Err(TokenError);
         }
         let (payload_b64, tag_b64) = token.split_once('.').ok_or(TokenError)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| TokenError)?;
         let tag = URL_SAFE_NO_PAD.decode(tag_b64).map_err(|_| TokenError)?;
         // SECURITY: `verify_slice` compares in constant time.
         self.mac(context, &payload)?
@@ -78,7 +80,9 @@ mod tests {
     use secrecy::SecretString;
 
     fn signer() -> SignedToken {
-        let mk = MasterKey::new(SecretString::from("k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G".to_owned()));
+        let mk = MasterKey::new(SecretString::from(
+            "k9V2xq7LrT4mWb8ZpN3sYd6HfJ1cUe5G".to_owned(),
+        ));
         SignedToken::new(mk.derive("test"))
     }
 
@@ -94,6 +98,9 @@ mod tests {
         assert!(s.verify("cursor:a", p).is_err());
         assert!(s.verify("cursor:a", "").is_err());
         assert!(s.verify("cursor:a", &"A".repeat(5000)).is_err());
-        assert!(s.verify("cursor:a", &format!("{p}.{}", &tag[..tag.len() - 2])).is_err());
+        assert!(
+            s.verify("cursor:a", &format!("{p}.{}", &tag[..tag.len() - 2]))
+                .is_err()
+        );
     }
 }

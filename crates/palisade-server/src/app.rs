@@ -82,6 +82,7 @@ async fn build_with(
             .collect();
         return Err(BuildError::Config(text.join("\n")));
     }
+    prepare_data_dir(&settings)?;
     let master = master_key(&settings)?;
     let stores = open_database(&settings, true).await?;
     let capabilities = CapabilityRegistry::with_platform();
@@ -150,6 +151,25 @@ pub fn master_key(settings: &Settings) -> Result<MasterKey, BuildError> {
     write_private_file(&path, key.expose_secret())
         .map_err(|e| BuildError::Keys(format!("{}: {}", path.display(), e.kind())))?;
     Ok(MasterKey::new(key))
+}
+
+/// Creates the data directory (mode 0700) when the embedded defaults need it: a generated key or the
+/// default SQLite file. An operator-provided directory keeps its permissions.
+fn prepare_data_dir(settings: &Settings) -> Result<(), BuildError> {
+    let needs_dir = settings.secrets.master_key.is_none() || settings.database.url.is_none();
+    if !needs_dir || settings.data_dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(&settings.data_dir)
+        .map_err(|e| BuildError::Keys(format!("{}: {}", settings.data_dir.display(), e.kind())))
 }
 
 fn write_private_file(path: &Path, content: &str) -> std::io::Result<()> {

@@ -522,6 +522,12 @@ impl Settings {
                 "SQLite serves one instance; production deployments with several instances need PostgreSQL",
             ));
         }
+        if self.database.schema.is_some() && db.starts_with("sqlite:") {
+            v.push(Verdict::error(
+                "database.schema",
+                "applies to PostgreSQL only; remove it for SQLite",
+            ));
+        }
         if !(self.state.url == "memory://"
             || self.state.url.starts_with("redis://")
             || self.state.url.starts_with("rediss://"))
@@ -738,7 +744,7 @@ mod tests {
         for bad in [
             "changeme",
             "short-key",
-            &MasterKey::generate_development().expose_secret().to_owned(),
+            MasterKey::generate_development().expose_secret(),
         ] {
             s.secrets.master_key = Some(SecretString::from(bad.to_owned()));
             let verdict = check(&s).unwrap_or_else(|| panic!("{bad} accepted"));

@@ -51,7 +51,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
+            // serde_json reports some type mismatches (a number where an enum's string belongs) as
+            // syntax errors; a body that parses as JSON is well-formed, so those are field errors.
+            let well_formed = serde_json::from_slice::<serde_json::Value>(bytes).is_ok();
             return Err(match inner.classify() {
+                serde_json::error::Category::Syntax if well_formed => {
+                    let field = if path == "." || path.is_empty() {
+                        "body".to_owned()
+                    } else {
+                        path
+                    };
+                    ApiError::Validation(vec![FieldError::new(
+                        field,
+                        "invalid_type",
+                        "has the wrong type",
+                    )])
+                }
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                     ApiError::BadRequest {
                         code: "request.malformed_json",
@@ -91,10 +106,11 @@ fn data_error(path: &str, message: &str) -> ApiError {
             .filter(|c| !c.is_control())
             .take(64)
             .collect();
+        // serde_path_to_error's path already ends with the unknown key.
         let at = if path == "." || path.is_empty() {
-            field.clone()
+            field
         } else {
-            format!("{path}.{field}")
+            path.chars().filter(|c| !c.is_control()).take(128).collect()
         };
         return ApiError::BadRequest {
             code: "request.unknown_field",

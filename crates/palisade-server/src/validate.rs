@@ -70,7 +70,13 @@ pub fn display_name(s: &str) -> Result<String, Invalid> {
         message: "must be 1 to 200 characters without control characters",
     };
     let t = s.trim();
-    if t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) {
+    // SECURITY: bidirectional overrides and zero-width characters make a name render as something
+    // else (spoofing in admin UIs and audit views), so they are refused with the control characters.
+    let deceptive = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if t.is_empty() || t.chars().count() > 200 || t.chars().any(deceptive) {
         return Err(BAD);
     }
     Ok(t.to_owned())
@@ -120,6 +126,8 @@ mod tests {
         assert_eq!(display_name("  Acme  ").unwrap(), "Acme");
         assert!(display_name("").is_err());
         assert!(display_name("a\u{0}b").is_err());
+        assert!(display_name("evil\u{202E}gnp.exe").is_err());
+        assert!(display_name("zero\u{200B}width").is_err());
         assert!(display_name(&"x".repeat(201)).is_err());
     }
 }

@@ -58,7 +58,11 @@ pub(crate) fn fetch_size(page: &PageRequest) -> u64 {
 
 /// Cuts the `fetch_size` rows of a keyset query down to one page. `next_after` is the last returned
 /// item's id when a further row exists.
-pub(crate) fn into_page<T>(mut items: Vec<T>, page: &PageRequest, id_of: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn into_page<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    id_of: impl Fn(&T) -> String,
+) -> Page<T> {
     let size = usize::try_from(page_size(page)).unwrap_or(usize::MAX);
     let more = items.len() > size;
     items.truncate(size);
@@ -85,7 +89,10 @@ mod tests {
 
     #[test]
     fn a_page_reports_more_only_when_a_further_row_exists() {
-        let req = PageRequest { limit: 2, after: None };
+        let req = PageRequest {
+            limit: 2,
+            after: None,
+        };
         assert_eq!(fetch_size(&req), 3);
         let full = into_page(vec![1, 2, 3], &req, ToString::to_string);
         assert_eq!(full.items, vec![1, 2]);
@@ -96,7 +103,19 @@ mod tests {
 
     #[test]
     fn page_sizes_are_clamped() {
-        assert_eq!(page_size(&PageRequest { limit: 0, after: None }), 1);
-        assert_eq!(page_size(&PageRequest { limit: 10_000, after: None }), MAX_PAGE);
+        assert_eq!(
+            page_size(&PageRequest {
+                limit: 0,
+                after: None
+            }),
+            1
+        );
+        assert_eq!(
+            page_size(&PageRequest {
+                limit: 10_000,
+                after: None
+            }),
+            MAX_PAGE
+        );
     }
 }

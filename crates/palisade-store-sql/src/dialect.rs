@@ -102,7 +102,10 @@ pub(crate) trait Exec: Dialect {
     ) -> impl Future<Output = StoreResult<Option<DbRow<Self>>>> + Send + '_;
 
     /// Runs a statement and returns the number of rows it changed.
-    fn execute(conn: &mut Conn<Self>, q: Rendered) -> impl Future<Output = StoreResult<u64>> + Send + '_;
+    fn execute(
+        conn: &mut Conn<Self>,
+        q: Rendered,
+    ) -> impl Future<Output = StoreResult<u64>> + Send + '_;
 
     /// A non-null TEXT column.
     fn text(row: &DbRow<Self>, col: &'static str) -> StoreResult<String>;
@@ -134,7 +137,10 @@ where
             .map_err(translate::<D>)
     }
 
-    async fn fetch_optional(conn: &mut Conn<Self>, q: Rendered) -> StoreResult<Option<DbRow<Self>>> {
+    async fn fetch_optional(
+        conn: &mut Conn<Self>,
+        q: Rendered,
+    ) -> StoreResult<Option<DbRow<Self>>> {
         sqlx::query_with(AssertSqlSafe(q.sql), q.values)
             .fetch_optional(conn)
             .await
@@ -181,7 +187,9 @@ pub(crate) async fn acquire<D: Dialect>(
 pub(crate) async fn begin_write<D: Dialect>(
     pool: &sqlx::Pool<D::DB>,
 ) -> StoreResult<sqlx::Transaction<'static, D::DB>> {
-    pool.begin_with(D::BEGIN_WRITE).await.map_err(translate::<D>)
+    pool.begin_with(D::BEGIN_WRITE)
+        .await
+        .map_err(translate::<D>)
 }
 
 /// Commits a transaction.
@@ -193,9 +201,8 @@ pub(crate) async fn commit<D: Dialect>(tx: sqlx::Transaction<'static, D::DB>) ->
 /// or unknown migration) as `Internal`.
 pub(crate) fn translate_migrate<D: Dialect>(err: sqlx::migrate::MigrateError) -> StoreError {
     match err {
-        sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
-            translate::<D>(e)
-        }
+        sqlx::migrate::MigrateError::Execute(e)
+        | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => translate::<D>(e),
         other => StoreError::Internal(Box::new(other)),
     }
 }

@@ -26,7 +26,9 @@ impl<D: Exec> StoreHealth for SqlHealth<D> {
     async fn ping(&self) -> StoreResult<()> {
         let stmt = Query::select().expr(Expr::cust("1")).take();
         let mut conn = acquire::<D>(&self.pool).await?;
-        D::fetch_optional(&mut conn, D::render(&stmt)).await.map(|_| ())
+        D::fetch_optional(&mut conn, D::render(&stmt))
+            .await
+            .map(|_| ())
     }
 
     fn backend(&self) -> &'static str {

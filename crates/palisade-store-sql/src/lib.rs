@@ -95,7 +95,9 @@ enum Pool {
 /// `Internal` for an unknown scheme or a malformed URL (the message never repeats the URL, which may
 /// carry a password); `Unavailable` when the database cannot be reached.
 pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Backend, StoreError> {
-    let scheme = url.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
     let pool = match scheme.as_deref() {
         Some("sqlite") => Pool::Sqlite(sqlite::connect(url, opts).await?),
         Some("postgres" | "postgresql") => Pool::Postgres(postgres::connect(url, opts).await?),
@@ -159,6 +161,8 @@ impl Backend {
 
 impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backend").field("name", &self.name()).finish()
+        f.debug_struct("Backend")
+            .field("name", &self.name())
+            .finish()
     }
 }

@@ -127,7 +127,11 @@ async fn run_ddl(admin_url: &str, ddl: String) -> StoreResult<()> {
 /// `CREATE SCHEMA`.
 pub async fn create_test_schema(admin_url: &str) -> Result<String, StoreError> {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    run_ddl(admin_url, format!("CREATE SCHEMA {}", quoted_schema(&name)?)).await?;
+    run_ddl(
+        admin_url,
+        format!("CREATE SCHEMA {}", quoted_schema(&name)?),
+    )
+    .await?;
     Ok(name)
 }
 
@@ -153,7 +157,16 @@ mod tests {
         for good in ["t_0123abcd", "_x", "public", &"a".repeat(63)] {
             assert!(is_plain_identifier(good), "{good}");
         }
-        for bad in ["", "T_x", "1abc", "a-b", "a\"; DROP SCHEMA public; --", "a b", &"a".repeat(64), "é"] {
+        for bad in [
+            "",
+            "T_x",
+            "1abc",
+            "a-b",
+            "a\"; DROP SCHEMA public; --",
+            "a b",
+            &"a".repeat(64),
+            "é",
+        ] {
             assert!(!is_plain_identifier(bad), "{bad}");
         }
     }

@@ -20,7 +20,8 @@ use sea_query::SqliteQueryBuilder;
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 
 use crate::ConnectOptions;
@@ -61,7 +62,9 @@ impl Dialect for SqliteDialect {
     fn classify(err: &dyn DatabaseError) -> Option<Classified> {
         let code: i32 = err.code()?.parse().ok()?;
         match code {
-            CONSTRAINT_UNIQUE | CONSTRAINT_PRIMARYKEY => Some(Classified::Conflict(unique_constraint_name(err.message()))),
+            CONSTRAINT_UNIQUE | CONSTRAINT_PRIMARYKEY => {
+                Some(Classified::Conflict(unique_constraint_name(err.message())))
+            }
             CONSTRAINT_FOREIGNKEY => Some(Classified::Conflict("foreign_key".to_owned())),
             c if c & 0xff == BUSY || c & 0xff == LOCKED => Some(Classified::Unavailable),
             _ => None,
@@ -76,7 +79,10 @@ fn unique_constraint_name(message: &str) -> String {
     let Some((_, detail)) = message.split_once("constraint failed: ") else {
         return "unique".to_owned();
     };
-    if let Some(index) = detail.strip_prefix("index '").and_then(|rest| rest.strip_suffix('\'')) {
+    if let Some(index) = detail
+        .strip_prefix("index '")
+        .and_then(|rest| rest.strip_suffix('\''))
+    {
         return index.to_owned();
     }
     let mut table = None;
@@ -99,7 +105,9 @@ fn unique_constraint_name(message: &str) -> String {
 /// Opens a pool on the SQLite file named by `url` (`sqlite://path`), creating it when missing.
 pub(crate) async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<SqlitePool> {
     if opts.pg_schema.is_some() {
-        return Err(StoreError::internal("a PostgreSQL schema was given for a SQLite database"));
+        return Err(StoreError::internal(
+            "a PostgreSQL schema was given for a SQLite database",
+        ));
     }
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::Internal(Box::new(e)))?
@@ -139,8 +147,14 @@ mod tests {
     fn unique_messages_name_the_table_and_columns() {
         for (message, name) in [
             ("UNIQUE constraint failed: tenants.slug", "tenants.slug"),
-            ("UNIQUE constraint failed: users.tenant_id, users.email", "users.tenant_id_email"),
-            ("UNIQUE constraint failed: index 'tenants_one_system'", "tenants_one_system"),
+            (
+                "UNIQUE constraint failed: users.tenant_id, users.email",
+                "users.tenant_id_email",
+            ),
+            (
+                "UNIQUE constraint failed: index 'tenants_one_system'",
+                "tenants_one_system",
+            ),
             ("something else entirely", "unique"),
             ("UNIQUE constraint failed: a.x, b.y", "unique"),
         ] {
@@ -155,14 +169,20 @@ mod tests {
         let pool = connect(&url, &ConnectOptions::default()).await.unwrap();
         assert!(dir.path().join("nested/dir/palisade.db").exists());
         let mut conn = pool.acquire().await.unwrap();
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
         assert_eq!(journal, "wal");
         for (pragma, expected) in [
             ("PRAGMA foreign_keys", 1),
             ("PRAGMA synchronous", 1),
             ("PRAGMA busy_timeout", 5000),
         ] {
-            let value: i64 = sqlx::query_scalar(pragma).fetch_one(&mut *conn).await.unwrap();
+            let value: i64 = sqlx::query_scalar(pragma)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
             assert_eq!(value, expected, "{pragma}");
         }
     }

@@ -7,7 +7,10 @@
 //!   well-formed materialised path ending in the scope's own id, so an empty or malformed path can
 //!   never widen the filter to every tenant.
 //! - Only `resolve_tenant` and `resolve_tenant_by_slug` are unscoped; authorization needs them.
-//! - A child's path is its parent's path plus its own id and `/`; the system tenant is the only root.
+//! - Because ids are unique and a path ending in `/<id>/` can only be a prefix of real paths if it *is*
+//!   that tenant's real path, a checked scope path selects exactly the scope's subtree or nothing.
+//! - A child's path is its parent's stored path plus its own id and `/` (the insert only happens when the
+//!   parent still has the path the scope carries); the system tenant is the only root.
 
 use async_trait::async_trait;
 use palisade_authz::{SystemScope, TenantScope};
@@ -49,22 +52,28 @@ fn subtree_prefix(scope: &TenantScope) -> StoreResult<&str> {
     if path.starts_with('/') && path.ends_with(&own_segment) {
         Ok(path)
     } else {
-        Err(StoreError::internal("tenant scope carries a malformed path"))
+        Err(StoreError::internal(
+            "tenant scope carries a malformed path",
+        ))
     }
 }
 
 /// `substr(<path column>, 1, len(prefix)) = prefix`: the column lies within the prefix's subtree.
 fn within_subtree(path_column: Expr, prefix: &str) -> StoreResult<Expr> {
     // Bound as a 32-bit integer: PostgreSQL's substr takes `integer` and will not narrow a bigint.
-    let len = i32::try_from(prefix.len()).map_err(|_| StoreError::internal("tenant path too long"))?;
-    Ok(Expr::from(Func::cust("substr").args([path_column, Expr::val(1i32), Expr::val(len)])).eq(prefix))
+    let len =
+        i32::try_from(prefix.len()).map_err(|_| StoreError::internal("tenant path too long"))?;
+    Ok(
+        Expr::from(Func::cust("substr").args([path_column, Expr::val(1i32), Expr::val(len)]))
+            .eq(prefix),
+    )
 }
 
 /// `SELECT t.<columns>, EXISTS (SELECT 1 FROM tenants c WHERE c.parent_id = t.id) AS has_children
 /// FROM tenants t`: the one projection every tenant read uses, decoded by [`decode_tenant`].
 fn select_tenants() -> SelectStatement {
     let children = Query::select()
-        .expr(Expr::val(1i32))
+        .expr(Expr::cust("1"))
         .from_as(Tenants::Table, C)
         .and_where(Expr::col((C, Tenants::ParentId)).equals((T, Tenants::Id)))
         .take();
@@ -109,7 +118,8 @@ fn decode_tenant<D: Exec>(row: &DbRow<D>) -> StoreResult<Tenant> {
 }
 
 impl<D: Exec> SqlTenantStore<D> {
-    /// Inserts a new tenant row and returns it as stored.
+    /// Inserts a new tenant row and returns it as stored. With a parent, `NotFound` when the parent no
+    /// longer exists at the given path.
     async fn insert(
         &self,
         slug: Slug,
@@ -125,32 +135,46 @@ impl<D: Exec> SqlTenantStore<D> {
         let parent_id = parent.map(|(p, _)| p);
         let at: OffsetDateTime = now()?;
         let micros = to_micros(at)?;
-        let stmt = Query::insert()
-            .into_table(Tenants::Table)
-            .columns([
-                Tenants::Id,
-                Tenants::Slug,
-                Tenants::Name,
-                Tenants::Kind,
-                Tenants::ParentId,
-                Tenants::Path,
-                Tenants::CreatedAt,
-                Tenants::UpdatedAt,
-            ])
-            .values([
-                id.to_string().into(),
-                slug.as_str().into(),
-                name.as_str().into(),
-                kind.as_str().into(),
-                parent_id.map(|p| p.to_string()).into(),
-                path.as_str().into(),
-                micros.into(),
-                micros.into(),
-            ])
-            .map_err(|e| StoreError::Internal(Box::new(e)))?
-            .take();
+        let row: [Expr; 8] = [
+            id.to_string().into(),
+            slug.as_str().into(),
+            name.as_str().into(),
+            kind.as_str().into(),
+            parent_id.map(|p| p.to_string()).into(),
+            path.as_str().into(),
+            micros.into(),
+            micros.into(),
+        ];
+        let mut stmt = Query::insert();
+        stmt.into_table(Tenants::Table).columns([
+            Tenants::Id,
+            Tenants::Slug,
+            Tenants::Name,
+            Tenants::Kind,
+            Tenants::ParentId,
+            Tenants::Path,
+            Tenants::CreatedAt,
+            Tenants::UpdatedAt,
+        ]);
+        match parent {
+            None => stmt.values(row),
+            // `INSERT ... SELECT <row> FROM tenants WHERE id = <parent> AND path = <parent path>`: the
+            // row is written only if the parent still exists at the path the scope carries, so a stale
+            // or forged scope can never graft a child with an inconsistent path.
+            Some((parent_id, parent_path)) => stmt.select_from(
+                Query::select()
+                    .exprs(row)
+                    .from(Tenants::Table)
+                    .and_where(Expr::col(Tenants::Id).eq(parent_id.to_string()))
+                    .and_where(Expr::col(Tenants::Path).eq(parent_path))
+                    .take(),
+            ),
+        }
+        .map_err(|e| StoreError::Internal(Box::new(e)))?;
         let mut conn = acquire::<D>(&self.pool).await?;
-        D::execute(&mut conn, D::render(&stmt)).await?;
+        if D::execute(&mut conn, D::render(&stmt)).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
         Ok(Tenant {
             id,
             slug,
@@ -185,44 +209,82 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         row.as_ref().map(decode_tenant::<D>).transpose()
     }
 
-    async fn create_system_tenant(&self, _system: &SystemScope, slug: Slug, name: String) -> StoreResult<Tenant> {
+    async fn create_system_tenant(
+        &self,
+        _system: &SystemScope,
+        slug: Slug,
+        name: String,
+    ) -> StoreResult<Tenant> {
         // The partial unique index refuses a second system tenant (`tenants.kind`).
         self.insert(slug, name, TenantKind::System, None).await
     }
 
-    async fn create_child_tenant(&self, scope: &TenantScope, new: NewTenant) -> StoreResult<Tenant> {
+    async fn create_child_tenant(
+        &self,
+        scope: &TenantScope,
+        new: NewTenant,
+    ) -> StoreResult<Tenant> {
         if new.kind == TenantKind::System {
-            return Err(StoreError::internal("a child tenant cannot be a system tenant"));
+            return Err(StoreError::internal(
+                "a child tenant cannot be a system tenant",
+            ));
         }
         let parent_path = subtree_prefix(scope)?;
-        self.insert(new.slug, new.name, new.kind, Some((scope.tenant_id(), parent_path)))
-            .await
+        self.insert(
+            new.slug,
+            new.name,
+            new.kind,
+            Some((scope.tenant_id(), parent_path)),
+        )
+        .await
     }
 
     async fn get_tenant(&self, scope: &TenantScope, id: TenantId) -> StoreResult<Option<Tenant>> {
         let stmt = select_tenants()
             .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
-            .and_where(within_subtree(Expr::col((T, Tenants::Path)), subtree_prefix(scope)?)?)
+            .and_where(within_subtree(
+                Expr::col((T, Tenants::Path)),
+                subtree_prefix(scope)?,
+            )?)
             .take();
         let mut conn = acquire::<D>(&self.pool).await?;
         let row = D::fetch_optional(&mut conn, D::render(&stmt)).await?;
         row.as_ref().map(decode_tenant::<D>).transpose()
     }
 
-    async fn list_tenants(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<Tenant>> {
+    async fn list_tenants(
+        &self,
+        scope: &TenantScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Tenant>> {
         let stmt = select_tenants()
-            .and_where(within_subtree(Expr::col((T, Tenants::Path)), subtree_prefix(scope)?)?)
-            .and_where_option(page.after.as_deref().map(|after| Expr::col((T, Tenants::Id)).gt(after)))
+            .and_where(within_subtree(
+                Expr::col((T, Tenants::Path)),
+                subtree_prefix(scope)?,
+            )?)
+            .and_where_option(
+                page.after
+                    .as_deref()
+                    .map(|after| Expr::col((T, Tenants::Id)).gt(after)),
+            )
             .order_by((T, Tenants::Id), Order::Asc)
             .limit(fetch_size(page))
             .take();
         let mut conn = acquire::<D>(&self.pool).await?;
         let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
-        let tenants = rows.iter().map(decode_tenant::<D>).collect::<StoreResult<Vec<_>>>()?;
+        let tenants = rows
+            .iter()
+            .map(decode_tenant::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(into_page(tenants, page, |t| t.id.to_string()))
     }
 
-    async fn rename_tenant(&self, scope: &TenantScope, id: TenantId, name: String) -> StoreResult<Tenant> {
+    async fn rename_tenant(
+        &self,
+        scope: &TenantScope,
+        id: TenantId,
+        name: String,
+    ) -> StoreResult<Tenant> {
         let prefix = subtree_prefix(scope)?;
         let update = Query::update()
             .table(Tenants::Table)
@@ -250,5 +312,72 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         let tenant = decode_tenant::<D>(&row)?;
         commit::<D>(tx).await?;
         Ok(tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::PostgresDialect;
+    use crate::sqlite::SqliteDialect;
+    use palisade_authz::{InternalRole, SystemScope, TenantRef};
+
+    fn scope_at(path: String, id: TenantId) -> TenantScope {
+        SystemScope::internal(InternalRole::SelfCheck).tenant_scope(TenantRef {
+            id,
+            kind: TenantKind::Tenant,
+            path,
+            has_children: false,
+        })
+    }
+
+    #[test]
+    fn the_subtree_filter_is_a_bound_prefix_comparison_in_both_dialects() {
+        let id = TenantId::new();
+        let scope = scope_at(format!("/{}/{id}/", TenantId::new()), id);
+        let prefix = subtree_prefix(&scope).unwrap();
+        let stmt = select_tenants()
+            .and_where(within_subtree(Expr::col((T, Tenants::Path)), prefix).unwrap())
+            .take();
+        let (sqlite, values) = SqliteDialect::render_with(&stmt);
+        assert!(
+            sqlite.contains(r#"substr("t"."path", ?, ?) = ?"#),
+            "{sqlite}"
+        );
+        assert!(!sqlite.contains(prefix), "the prefix is bound, not spliced");
+        assert!(
+            values
+                .0
+                .iter()
+                .any(|v| *v == sea_query::Value::from(prefix))
+        );
+        let (postgres, _) = PostgresDialect::render_with(&stmt);
+        assert!(
+            postgres.contains(r#"substr("t"."path", $1, $2) = $3"#),
+            "{postgres}"
+        );
+        for sql in [sqlite, postgres] {
+            assert!(!sql.to_ascii_uppercase().contains("LIKE"), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_scope_path_must_end_with_the_scopes_own_id() {
+        let id = TenantId::new();
+        let parent = TenantId::new();
+        assert!(subtree_prefix(&scope_at(format!("/{parent}/{id}/"), id)).is_ok());
+        for bad in [
+            String::new(),
+            "/".to_owned(),
+            format!("/{parent}/"),
+            format!("/{parent}/{id}"),
+            format!("{parent}/{id}/"),
+            format!("/{id}/{parent}/"),
+        ] {
+            assert!(
+                subtree_prefix(&scope_at(bad.clone(), id)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

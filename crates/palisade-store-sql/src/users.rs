@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use palisade_authz::TenantScope;
 use palisade_domain::{UserId, UserStatus};
-use palisade_store::{NewUser, Page, PageRequest, StoreError, StoreResult, User, UserPatch, UserStore};
+use palisade_store::{
+    NewUser, Page, PageRequest, StoreError, StoreResult, User, UserPatch, UserStore,
+};
 use sea_query::{Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement};
 
 use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
@@ -81,22 +83,37 @@ fn normalise_roles(mut roles: Vec<String>) -> Vec<String> {
 }
 
 /// `INSERT INTO user_roles ...` for a user's (normalised) roles; `None` when there are none.
-fn insert_roles(scope: &TenantScope, user: UserId, roles: &[String]) -> StoreResult<Option<InsertStatement>> {
+fn insert_roles(
+    scope: &TenantScope,
+    user: UserId,
+    roles: &[String],
+) -> StoreResult<Option<InsertStatement>> {
     if roles.is_empty() {
         return Ok(None);
     }
     let mut stmt = Query::insert();
-    stmt.into_table(UserRoles::Table)
-        .columns([UserRoles::TenantId, UserRoles::UserId, UserRoles::Role]);
+    stmt.into_table(UserRoles::Table).columns([
+        UserRoles::TenantId,
+        UserRoles::UserId,
+        UserRoles::Role,
+    ]);
     for role in roles {
-        stmt.values([tenant_of(scope).into(), user.to_string().into(), role.as_str().into()])
-            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        stmt.values([
+            tenant_of(scope).into(),
+            user.to_string().into(),
+            role.as_str().into(),
+        ])
+        .map_err(|e| StoreError::Internal(Box::new(e)))?;
     }
     Ok(Some(stmt))
 }
 
 /// Loads the roles of `users` (all of the scope's tenant) and attaches them, sorted.
-async fn with_roles<D: Exec>(conn: &mut Conn<D>, scope: &TenantScope, mut users: Vec<User>) -> StoreResult<Vec<User>> {
+async fn with_roles<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    mut users: Vec<User>,
+) -> StoreResult<Vec<User>> {
     if users.is_empty() {
         return Ok(users);
     }
@@ -123,7 +140,11 @@ async fn with_roles<D: Exec>(conn: &mut Conn<D>, scope: &TenantScope, mut users:
 }
 
 /// The user with `id` in the scope's tenant, with roles.
-async fn load_user<D: Exec>(conn: &mut Conn<D>, scope: &TenantScope, id: UserId) -> StoreResult<Option<User>> {
+async fn load_user<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    id: UserId,
+) -> StoreResult<Option<User>> {
     let stmt = select_users(scope)
         .and_where(Expr::col(Users::Id).eq(id.to_string()))
         .take();
@@ -190,7 +211,11 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         load_user::<D>(&mut conn, scope, id).await
     }
 
-    async fn find_user_by_email(&self, scope: &TenantScope, email: &str) -> StoreResult<Option<User>> {
+    async fn find_user_by_email(
+        &self,
+        scope: &TenantScope,
+        email: &str,
+    ) -> StoreResult<Option<User>> {
         let stmt = select_users(scope)
             .and_where(Expr::col(Users::Email).eq(email))
             .take();
@@ -204,19 +229,34 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
 
     async fn list_users(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<User>> {
         let stmt = select_users(scope)
-            .and_where_option(page.after.as_deref().map(|after| Expr::col(Users::Id).gt(after)))
+            .and_where_option(
+                page.after
+                    .as_deref()
+                    .map(|after| Expr::col(Users::Id).gt(after)),
+            )
             .order_by(Users::Id, Order::Asc)
             .limit(fetch_size(page))
             .take();
         let mut conn = acquire::<D>(&self.pool).await?;
         let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
-        let users = rows.iter().map(decode_user::<D>).collect::<StoreResult<Vec<_>>>()?;
+        let users = rows
+            .iter()
+            .map(decode_user::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
         let page = into_page(users, page, |u| u.id.to_string());
         let items = with_roles::<D>(&mut conn, scope, page.items).await?;
-        Ok(Page { items, next_after: page.next_after })
+        Ok(Page {
+            items,
+            next_after: page.next_after,
+        })
     }
 
-    async fn update_user(&self, scope: &TenantScope, id: UserId, patch: UserPatch) -> StoreResult<User> {
+    async fn update_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        patch: UserPatch,
+    ) -> StoreResult<User> {
         let mut update = Query::update();
         update
             .table(Users::Table)
@@ -249,7 +289,9 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
                 D::execute(&mut tx, D::render(&insert)).await?;
             }
         }
-        let user = load_user::<D>(&mut tx, scope, id).await?.ok_or(StoreError::NotFound)?;
+        let user = load_user::<D>(&mut tx, scope, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         commit::<D>(tx).await?;
         Ok(user)
     }

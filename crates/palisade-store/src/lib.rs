@@ -121,15 +121,30 @@ pub trait TenantStore: Send + Sync {
     /// Authorization and sign-in only: the tenant with this slug.
     async fn resolve_tenant_by_slug(&self, slug: &Slug) -> StoreResult<Option<Tenant>>;
     /// Creates the system tenant (the root). Fails with `Conflict` when the slug exists.
-    async fn create_system_tenant(&self, system: &SystemScope, slug: Slug, name: String) -> StoreResult<Tenant>;
+    async fn create_system_tenant(
+        &self,
+        system: &SystemScope,
+        slug: Slug,
+        name: String,
+    ) -> StoreResult<Tenant>;
     /// Creates a child of the scope's tenant.
-    async fn create_child_tenant(&self, scope: &TenantScope, new: NewTenant) -> StoreResult<Tenant>;
+    async fn create_child_tenant(&self, scope: &TenantScope, new: NewTenant)
+    -> StoreResult<Tenant>;
     /// The scope's tenant or one of its descendants; `None` outside the subtree.
     async fn get_tenant(&self, scope: &TenantScope, id: TenantId) -> StoreResult<Option<Tenant>>;
     /// The scope's tenant and its descendants, ordered by id.
-    async fn list_tenants(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<Tenant>>;
+    async fn list_tenants(
+        &self,
+        scope: &TenantScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Tenant>>;
     /// Renames a tenant within the subtree. `NotFound` outside it.
-    async fn rename_tenant(&self, scope: &TenantScope, id: TenantId, name: String) -> StoreResult<Tenant>;
+    async fn rename_tenant(
+        &self,
+        scope: &TenantScope,
+        id: TenantId,
+        name: String,
+    ) -> StoreResult<Tenant>;
 }
 
 /// A user row. A user belongs to one home tenant and holds roles there.
@@ -183,11 +198,20 @@ pub trait UserStore: Send + Sync {
     /// A user of the scope's tenant.
     async fn get_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<Option<User>>;
     /// A user of the scope's tenant by (lowercased) e-mail.
-    async fn find_user_by_email(&self, scope: &TenantScope, email: &str) -> StoreResult<Option<User>>;
+    async fn find_user_by_email(
+        &self,
+        scope: &TenantScope,
+        email: &str,
+    ) -> StoreResult<Option<User>>;
     /// Users of the scope's tenant, ordered by id.
     async fn list_users(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<User>>;
     /// Applies a patch; `NotFound` when the user is not in the scope's tenant.
-    async fn update_user(&self, scope: &TenantScope, id: UserId, patch: UserPatch) -> StoreResult<User>;
+    async fn update_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        patch: UserPatch,
+    ) -> StoreResult<User>;
     /// Deletes a user; `NotFound` when not in the scope's tenant.
     async fn delete_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<()>;
 }
@@ -214,6 +238,8 @@ pub struct Stores {
 
 impl std::fmt::Debug for Stores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores").field("backend", &self.health.backend()).finish()
+        f.debug_struct("Stores")
+            .field("backend", &self.health.backend())
+            .finish()
     }
 }

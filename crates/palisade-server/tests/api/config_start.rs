@@ -133,3 +133,81 @@ fn the_shipped_example_configuration_passes_config_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Reads the child's stderr until the banner names the address it listens on.
+fn wait_for_banner(child: &mut std::process::Child) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let mut addr = None;
+    while let Some(Ok(line)) = lines.next() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = Some(rest.trim().to_owned());
+        }
+        // The banner's last line.
+        if let (Some(addr), true) = (&addr, line.contains("palisade config check")) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return (addr.clone(), seen);
+        }
+    }
+    panic!("the server exited before listening:\n{seen}");
+}
+
+#[tokio::test]
+async fn the_release_binary_starts_with_no_configuration_and_refuses_test_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("PALISADE_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (addr, banner) = wait_for_banner(&mut child);
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    let tenants = client
+        .get(format!("http://{addr}/v1/tenants"))
+        .header("authorization", "Test anything")
+        .send()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert_eq!(health.status(), 200);
+    // SECURITY: the test kit's credential scheme does not exist in the binary.
+    assert_eq!(tenants.status(), 401);
+    assert!(banner.contains("mode:      development"), "{banner}");
+    assert!(banner.contains("owner@localhost"), "{banner}");
+    let key = dir.path().join("data/master.key");
+    assert!(key.exists() && dir.path().join("data/palisade.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+    }
+    assert!(
+        !banner.contains(std::fs::read_to_string(&key).unwrap().trim()),
+        "the banner shows the key"
+    );
+}

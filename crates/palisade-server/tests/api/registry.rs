@@ -140,8 +140,7 @@ async fn a_route_table_naming_an_unregistered_capability_is_refused() {
     );
     let err = table
         .finish(&CapabilityRegistry::with_platform())
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(matches!(err, RouteError::UnknownCapability { .. }), "{err}");
 
     let table = SecureRouter::new(app.state.clone()).get(

@@ -1,0 +1,237 @@
+//! Runs the conformance suite on SQLite (always, a fresh temporary file per case) and on PostgreSQL
+//! (a fresh schema per case in the database at `TEST_DATABASE_URL`), plus the backend-level checks
+//! the suite cannot express through the traits.
+//!
+//! When `TEST_DATABASE_URL` is unset the PostgreSQL tests print a note and pass, except when `CI` is
+//! `true`: then they fail, so a CI job can never skip PostgreSQL silently.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions: a failed setup step aborts the test"
+)]
+
+use palisade_authz::{InternalRole, SystemScope};
+use palisade_domain::{Slug, TenantKind};
+use palisade_store::conformance::Case;
+use palisade_store::{NewTenant, StoreError, Stores};
+use palisade_store_sql::{Backend, ConnectOptions, connect, create_test_schema, drop_test_schema};
+
+/// The PostgreSQL admin URL, or `None` (with a note) when PostgreSQL tests should be skipped.
+fn pg_admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "TEST_DATABASE_URL must be set when CI=true: PostgreSQL tests may not be skipped in CI"
+            );
+            eprintln!("note: TEST_DATABASE_URL is unset; skipping a PostgreSQL test");
+            None
+        }
+    }
+}
+
+/// A fresh, migrated SQLite database in a temporary directory (removed when the guard drops).
+async fn sqlite_backend() -> (Backend, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/palisade.db", dir.path().display());
+    let backend = connect(&url, &ConnectOptions::default()).await.unwrap();
+    backend.migrate().await.unwrap();
+    (backend, dir)
+}
+
+/// A fresh, migrated PostgreSQL schema; returns the backend and the schema to drop afterwards.
+async fn pg_backend(admin_url: &str) -> (Backend, String) {
+    let schema = create_test_schema(admin_url).await.unwrap();
+    let opts = ConnectOptions {
+        max_connections: 4,
+        pg_schema: Some(schema.clone()),
+        ..ConnectOptions::default()
+    };
+    let backend = match connect(admin_url, &opts).await {
+        Ok(backend) => backend,
+        Err(e) => {
+            drop_test_schema(admin_url, &schema).await;
+            panic!("connect to the test schema: {e:?}");
+        }
+    };
+    if let Err(e) = backend.migrate().await {
+        backend.close().await;
+        drop_test_schema(admin_url, &schema).await;
+        panic!("migrate the test schema: {e:?}");
+    }
+    (backend, schema)
+}
+
+/// Runs a case on its own task so that a failing assertion still lets the caller clean up.
+async fn run_isolated(case: Case, stores: Stores) -> Result<(), tokio::task::JoinError> {
+    tokio::spawn((case.run)(stores)).await
+}
+
+fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("case did not finish: {e}"),
+        }
+    }
+}
+
+async fn run_on_sqlite(case: Case) {
+    let (backend, _dir) = sqlite_backend().await;
+    let outcome = run_isolated(case, backend.stores()).await;
+    backend.close().await;
+    rethrow(outcome);
+}
+
+async fn run_on_postgres(case: Case) {
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (backend, schema) = pg_backend(&admin_url).await;
+    let outcome = run_isolated(case, backend.stores()).await;
+    backend.close().await;
+    drop_test_schema(&admin_url, &schema).await;
+    rethrow(outcome);
+}
+
+mod sqlite {
+    palisade_store::conformance_tests!(super::run_on_sqlite);
+}
+
+mod postgres {
+    palisade_store::conformance_tests!(super::run_on_postgres);
+}
+
+/// The same duplicate slug, on each backend: the Conflict it yields.
+async fn duplicate_slug_conflict(stores: &Stores) -> StoreError {
+    let system = SystemScope::internal(InternalRole::Bootstrap);
+    let root = stores
+        .tenants
+        .create_system_tenant(&system, Slug::parse("root").unwrap(), "Root".to_owned())
+        .await
+        .unwrap();
+    let scope = system.tenant_scope(root.to_ref());
+    let new = NewTenant {
+        slug: Slug::parse("dup").unwrap(),
+        name: "Duplicate".to_owned(),
+        kind: TenantKind::Tenant,
+    };
+    stores
+        .tenants
+        .create_child_tenant(&scope, new.clone())
+        .await
+        .unwrap();
+    stores
+        .tenants
+        .create_child_tenant(&scope, new)
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn the_same_unique_violation_is_the_same_conflict_on_both_backends() {
+    let (sqlite, _dir) = sqlite_backend().await;
+    let on_sqlite = duplicate_slug_conflict(&sqlite.stores()).await;
+    assert!(
+        matches!(&on_sqlite, StoreError::Conflict { constraint } if constraint == "tenants.slug"),
+        "{on_sqlite:?}"
+    );
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (pg, schema) = pg_backend(&admin_url).await;
+    let outcome = tokio::spawn(async move { duplicate_slug_conflict(&pg.stores()).await }).await;
+    drop_test_schema(&admin_url, &schema).await;
+    let on_pg = outcome.unwrap();
+    assert_eq!(format!("{on_pg:?}"), format!("{on_sqlite:?}"));
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_on_both_backends() {
+    let (sqlite, _dir) = sqlite_backend().await;
+    sqlite.migrate().await.unwrap();
+    assert_eq!(sqlite.name(), "sqlite");
+    assert_eq!(sqlite.stores().health.backend(), "sqlite");
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (pg, schema) = pg_backend(&admin_url).await;
+    let again = pg.migrate().await;
+    let (name, health_name) = (pg.name(), pg.stores().health.backend());
+    pg.close().await;
+    drop_test_schema(&admin_url, &schema).await;
+    again.unwrap();
+    assert_eq!((name, health_name), ("postgres", "postgres"));
+}
+
+#[tokio::test]
+async fn unknown_url_schemes_are_refused_without_echoing_the_url() {
+    for url in ["mysql://root:hunter2@db/x", "hunter2", "", "http://x"] {
+        let err = connect(url, &ConnectOptions::default()).await.unwrap_err();
+        let chain = format!(
+            "{err:?} {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        assert!(matches!(err, StoreError::Internal(_)), "{url}: {err:?}");
+        assert!(
+            chain.contains("expected sqlite:// or postgres://"),
+            "{chain}"
+        );
+        assert!(
+            !chain.contains("hunter2"),
+            "the URL leaked into the error: {chain}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_unavailable_and_its_password_is_not_echoed() {
+    let opts = ConnectOptions {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..ConnectOptions::default()
+    };
+    let err = connect("postgres://palisade:hunter2@127.0.0.1:1/palisade", &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!format!("{err:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_closed_pool_is_unavailable() {
+    let (sqlite, _dir) = sqlite_backend().await;
+    let stores = sqlite.stores();
+    sqlite.close().await;
+    let err = stores.health.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn schema_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_with_schema = ConnectOptions {
+        pg_schema: Some("t_x".to_owned()),
+        ..ConnectOptions::default()
+    };
+    let url = format!("sqlite://{}/palisade.db", dir.path().display());
+    assert!(
+        connect(&url, &sqlite_with_schema).await.is_err(),
+        "a PG schema is refused for SQLite"
+    );
+
+    let injected = ConnectOptions {
+        pg_schema: Some("public,pg_catalog".to_owned()),
+        ..ConnectOptions::default()
+    };
+    let err = connect("postgres://postgres@127.0.0.1:1/x", &injected)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Internal(_)),
+        "checked before connecting: {err:?}"
+    );
+}
