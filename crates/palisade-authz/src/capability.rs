@@ -193,6 +193,15 @@ pub mod platform {
     /// Read the route registry (method, path, capability).
     pub const ROUTE_READ: Capability = Capability::from_static("platform.route.read");
 
+    /// Read one's own principal (`/v1/me`). Held by every signed-in user.
+    pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
+    /// End one's own sessions (logout, logout-all). Held by every signed-in user.
+    pub const SELF_SESSION_REVOKE: Capability = Capability::from_static("self.session.revoke");
+
+    /// The self-service capabilities every signed-in user holds: they touch only the caller's own
+    /// sessions and profile.
+    pub const SELF_SERVICE: [Capability; 2] = [SELF_PROFILE_READ, SELF_SESSION_REVOKE];
+
     fn def(name: Capability, description: &'static str, system_only: bool) -> CapabilityDef {
         CapabilityDef {
             name,
@@ -233,6 +242,16 @@ pub mod platform {
             def(
                 CAPABILITY_READ,
                 "Read the registry of capabilities with their descriptions.",
+                false,
+            ),
+            def(
+                SELF_PROFILE_READ,
+                "Read one's own principal: roles, capabilities, authentication methods.",
+                false,
+            ),
+            def(
+                SELF_SESSION_REVOKE,
+                "End one's own sessions (logout, logout everywhere).",
                 false,
             ),
             def(

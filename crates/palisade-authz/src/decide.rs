@@ -122,6 +122,9 @@ mod tests {
             method: AuthMethod::Test,
             amr: vec!["otp".into()],
             auth_time: None,
+            token_id: None,
+            token_expires_at: None,
+            session_id: None,
         }
     }
 

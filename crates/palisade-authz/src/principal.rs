@@ -57,16 +57,28 @@ pub struct Principal {
     pub amr: Vec<String>,
     /// When the user last proved a factor (for step-up).
     pub auth_time: Option<OffsetDateTime>,
+    /// The presented token's id (`jti`), when the credential is a token.
+    pub token_id: Option<String>,
+    /// When the presented token expires.
+    pub token_expires_at: Option<OffsetDateTime>,
+    /// The sign-in session (refresh family) the token belongs to.
+    pub session_id: Option<String>,
 }
 
 impl Principal {
     /// The principal's reach, from its home tenant.
     #[must_use]
     pub fn scope_level(&self) -> ScopeLevel {
-        match self.home.kind {
+        Self::scope_level_of(&self.home)
+    }
+
+    /// The reach of a principal whose home is `home`.
+    #[must_use]
+    pub fn scope_level_of(home: &TenantRef) -> ScopeLevel {
+        match home.kind {
             TenantKind::System => ScopeLevel::System,
             TenantKind::Partner => ScopeLevel::Partner,
-            TenantKind::Tenant if self.home.has_children => ScopeLevel::Parent,
+            TenantKind::Tenant if home.has_children => ScopeLevel::Parent,
             TenantKind::Tenant => ScopeLevel::Tenant,
         }
     }

@@ -8,8 +8,9 @@
 //! | `member` | declared-resource capabilities ending in `read`, `list`, `create`, `update` (not field-level) |
 //! | `viewer` | declared-resource capabilities ending in `read`, `list` (not field-level) |
 //!
-//! Custom roles with inheritance arrive with the identity work (issue 5); an unknown role name grants
-//! nothing.
+//! Every signed-in user also holds the self-service capabilities (`self.profile.read`,
+//! `self.session.revoke`), whatever its roles. Custom roles with inheritance arrive later (issue 5);
+//! an unknown role name grants nothing.
 
 use std::collections::BTreeSet;
 
@@ -117,5 +118,19 @@ impl<'a> RoleSet<'a> {
             .filter_map(|r| BuiltinRole::parse(r.as_ref()))
             .flat_map(|r| r.capabilities(self.registry))
             .collect()
+    }
+
+    /// What a signed-in user holds: [`RoleSet::resolve`] plus the self-service capabilities, which
+    /// every authenticated principal has whatever its roles (they reach only its own sessions).
+    #[must_use]
+    pub fn resolve_for_user<S: AsRef<str>>(&self, roles: &[S]) -> BTreeSet<Capability> {
+        let mut caps = self.resolve(roles);
+        caps.extend(
+            platform::SELF_SERVICE
+                .iter()
+                .filter(|c| self.registry.get(c).is_some())
+                .cloned(),
+        );
+        caps
     }
 }

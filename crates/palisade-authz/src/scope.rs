@@ -67,6 +67,10 @@ pub enum InternalRole {
     SelfCheck,
     /// Resolving the principal of an authenticated request (reading the caller's own user row).
     Authentication,
+    /// Rotating and retiring the token signing keys.
+    KeyRotation,
+    /// Sign-in before a principal exists (OTP challenges, token issue for the signing-in user).
+    SignIn,
 }
 
 impl InternalRole {
@@ -77,6 +81,8 @@ impl InternalRole {
             Self::Bootstrap => "internal.bootstrap",
             Self::SelfCheck => "internal.self_check",
             Self::Authentication => "internal.authentication",
+            Self::KeyRotation => "internal.key_rotation",
+            Self::SignIn => "internal.sign_in",
         }
     }
 }

@@ -18,11 +18,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::authn::{Authenticator, NoCredentials};
+use crate::auth::keyring::KeyRing;
+use crate::auth::tokens::{BearerAuthenticator, TokenRules, TokenService};
+use crate::authn::Authenticator;
 use crate::config::{Mode, Settings};
+use crate::notify::Outbox;
 use crate::pipeline::{self, Cap};
 use crate::router::SecureRouter;
+use crate::routes::auth::AuthContext;
 use crate::state::AppState;
+use palisade_crypto::KeyedHasher;
 
 /// Why the server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,9 @@ pub enum BuildError {
     /// Key material could not be prepared.
     #[error("keys: {0}")]
     Keys(String),
+    /// The shared-state backend could not be reached.
+    #[error("state: {0}")]
+    State(String),
 }
 
 /// A built application, ready to serve.
@@ -54,7 +62,7 @@ pub struct App {
 /// # Errors
 /// [`BuildError`] when the configuration is refused, the database fails, or the route table is wrong.
 pub async fn build(settings: Settings) -> Result<App, BuildError> {
-    build_with(settings, Arc::new(NoCredentials)).await
+    build_with(settings, |real| real).await
 }
 
 /// Builds the application with a test authenticator (test kit only).
@@ -64,14 +72,18 @@ pub async fn build(settings: Settings) -> Result<App, BuildError> {
 #[cfg(feature = "test-auth")]
 pub async fn build_for_tests(
     settings: Settings,
-    authenticator: Arc<dyn Authenticator>,
+    test_auth: crate::authn::test_support::TestAuthenticator,
 ) -> Result<App, BuildError> {
-    build_with(settings, authenticator).await
+    build_with(settings, move |real| {
+        test_auth.set_inner(real);
+        Arc::new(test_auth)
+    })
+    .await
 }
 
 async fn build_with(
     settings: Settings,
-    authenticator: Arc<dyn Authenticator>,
+    wrap_authenticator: impl FnOnce(Arc<dyn Authenticator>) -> Arc<dyn Authenticator>,
 ) -> Result<App, BuildError> {
     let verdicts = settings.verdicts();
     if Settings::has_errors(&verdicts) {
@@ -87,10 +99,69 @@ async fn build_with(
     let stores = open_database(&settings, true).await?;
     let capabilities = CapabilityRegistry::with_platform();
     let cursors = SignedToken::new(master.derive("palisade/cursor/v1"));
-    let state = AppState::new(settings, stores, capabilities, authenticator, cursors);
+    let auth = auth_context(&settings, &stores, &master).await?;
+    let authenticator = wrap_authenticator(Arc::new(BearerAuthenticator::new(auth.tokens.clone())));
+    let state = AppState::new(settings, stores, capabilities, authenticator, cursors, auth);
     bootstrap(&state).await?;
     let router = assemble(state.clone())?;
     Ok(App { router, state })
+}
+
+/// The token issuer: `auth.issuer`, else `server.public_url`, else `http://<listen>`.
+#[must_use]
+pub fn issuer(settings: &Settings) -> String {
+    settings
+        .auth
+        .issuer
+        .clone()
+        .or_else(|| settings.server.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", settings.server.listen))
+}
+
+/// Connects the shared state and opens the key ring.
+///
+/// # Errors
+/// [`BuildError`] when the state backend is unreachable or the keys cannot be opened.
+pub async fn auth_context(
+    settings: &Settings,
+    stores: &Stores,
+    master: &MasterKey,
+) -> Result<AuthContext, BuildError> {
+    let state = palisade_state::connect(
+        &settings.state.url,
+        &palisade_state::StateOptions::default(),
+    )
+    .await
+    .map_err(|e| BuildError::State(e.to_string()))?;
+    let access_ttl =
+        time::Duration::seconds(i64::try_from(settings.auth.access_ttl_secs).unwrap_or(900));
+    let keys = KeyRing::open(
+        stores.signing_keys.clone(),
+        master.derive("palisade/signing-key/v1"),
+        access_ttl,
+    )
+    .await
+    .map_err(|e| BuildError::Keys(e.to_string()))?;
+    let rules = TokenRules {
+        issuer: issuer(settings),
+        audience: settings.auth.audience.clone(),
+        access_ttl,
+        leeway: std::time::Duration::from_secs(settings.auth.leeway_secs.min(60)),
+        cache_verifications: settings.auth.cache_verifications,
+    };
+    let tokens = Arc::new(TokenService::new(
+        Arc::new(keys),
+        state.revocations.clone(),
+        rules,
+    ));
+    Ok(AuthContext {
+        tokens,
+        state,
+        sender: Arc::new(Outbox::new(settings.data_dir.join("outbox.ndjson"))),
+        code_hasher: KeyedHasher::new(master.derive("palisade/otp-code/v1")),
+        destination_hasher: KeyedHasher::new(master.derive("palisade/otp-destination/v1")),
+        refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),
+    })
 }
 
 /// Opens the configured database and, when asked, runs its migrations.

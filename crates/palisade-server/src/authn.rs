@@ -4,10 +4,10 @@
 //! (anonymous), and `Rejected` when it presents one that does not verify; a rejected credential is never
 //! downgraded to anonymous on a protected route.
 //!
-//! This build has no sign-in yet (ES512 tokens arrive with issue 5), so the release authenticator,
-//! [`NoCredentials`], rejects every credential. Tests get principals through the test kit only, via
-//! [`test_support::TestAuthenticator`], which is compiled only with the `test-auth` feature that the
-//! release binary never enables.
+//! The release authenticator is `auth::tokens::BearerAuthenticator` (ES512 access tokens). Tests can
+//! also mint principals through the test kit, via [`test_support::TestAuthenticator`], which is compiled
+//! only with the `test-auth` feature that the release binary never enables; it delegates every other
+//! credential to the real authenticator.
 
 use async_trait::async_trait;
 use axum::http::HeaderMap;
@@ -30,6 +30,12 @@ pub struct Identity {
     pub auth_time: Option<OffsetDateTime>,
     /// The token version the credential carries; compared with the user's.
     pub token_version: Option<i64>,
+    /// The credential's own id (an access token's `jti`), for revocation at logout.
+    pub token_id: Option<String>,
+    /// When the credential expires (a revocation entry needs to live only until then).
+    pub expires_at: Option<OffsetDateTime>,
+    /// The sign-in session (refresh family) the credential belongs to.
+    pub session_id: Option<String>,
 }
 
 /// The result of authenticating a request.
@@ -41,6 +47,8 @@ pub enum AuthOutcome {
     Authenticated(Identity),
     /// A credential was presented and refused; the code says why (e.g. `auth.invalid_token`).
     Rejected(&'static str),
+    /// The credential could not be checked (the revocation list is unreachable): fail closed.
+    Unavailable,
 }
 
 /// Verifies credentials.
@@ -77,16 +85,17 @@ impl Authenticator for NoCredentials {
 #[cfg(feature = "test-auth")]
 pub mod test_support {
     use std::collections::HashMap;
-    use std::sync::{Arc, RwLock};
+    use std::sync::{Arc, OnceLock, RwLock};
 
     use super::{AuthOutcome, Authenticator, Identity, NoCredentials, async_trait};
     use axum::http::HeaderMap;
 
-    /// Resolves `Authorization: Test <token>` through a table the test kit fills; anything else is
-    /// handled like the release authenticator.
-    #[derive(Debug, Clone, Default)]
+    /// Resolves `Authorization: Test <token>` through a table the test kit fills; every other
+    /// credential goes to the real authenticator (set when the app is built).
+    #[derive(Clone, Default)]
     pub struct TestAuthenticator {
         tokens: Arc<RwLock<HashMap<String, Identity>>>,
+        inner: Arc<OnceLock<Arc<dyn Authenticator>>>,
     }
 
     impl TestAuthenticator {
@@ -95,6 +104,11 @@ pub mod test_support {
             if let Ok(mut t) = self.tokens.write() {
                 t.insert(token, identity);
             }
+        }
+
+        /// Sets the real authenticator that handles every other credential.
+        pub fn set_inner(&self, inner: Arc<dyn Authenticator>) {
+            let _ = self.inner.set(inner);
         }
     }
 
@@ -110,7 +124,10 @@ pub mod test_support {
                     Some(identity) => AuthOutcome::Authenticated(identity),
                     None => AuthOutcome::Rejected("auth.invalid_token"),
                 },
-                None => NoCredentials.authenticate(headers).await,
+                None => match self.inner.get() {
+                    Some(inner) => inner.authenticate(headers).await,
+                    None => NoCredentials.authenticate(headers).await,
+                },
             }
         }
     }

@@ -206,6 +206,97 @@ pub struct TrustSettings {
     pub policy: Option<String>,
 }
 
+/// `[auth]`: tokens and sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Token `iss`; defaults to `server.public_url`, else `http://<listen>`.
+    pub issuer: Option<String>,
+    /// Token `aud`.
+    pub audience: String,
+    /// Access-token lifetime (default 15 minutes).
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime (default 30 days).
+    pub refresh_ttl_secs: u64,
+    /// How recent `auth_time` must be for capabilities that require MFA (default 300 s).
+    pub step_up_max_age_secs: u64,
+    /// Clock leeway for `exp`, `nbf`, `iat` (at most 60 s).
+    pub leeway_secs: u64,
+    /// Cache verified token signatures until `exp` (revocation is still checked every time).
+    pub cache_verifications: bool,
+    /// `[auth.otp]`.
+    pub otp: OtpSettings,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: "palisade".to_owned(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            step_up_max_age_secs: 300,
+            leeway_secs: 30,
+            cache_verifications: true,
+            otp: OtpSettings::default(),
+        }
+    }
+}
+
+/// A count within a window.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowLimit {
+    /// How many.
+    pub count: u64,
+    /// Within how many seconds.
+    pub window_secs: u64,
+}
+
+/// `[auth.otp]`: one-time codes by e-mail and SMS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpSettings {
+    /// `outbox` (development: `data_dir/outbox.ndjson`, refused in production) or `none` (sign-in by
+    /// one-time code disabled).
+    pub sender: String,
+    /// How long a code is valid (default 10 minutes).
+    pub code_ttl_secs: u64,
+    /// Wrong codes before a challenge dies (default 5).
+    pub max_attempts: u32,
+    /// Codes sent to one destination.
+    pub per_destination: WindowLimit,
+    /// Challenges started from one client IP.
+    pub per_ip: WindowLimit,
+    /// E-mails sent per day, deployment-wide.
+    pub daily_cap_email: u64,
+    /// SMS sent per day, deployment-wide.
+    pub daily_cap_sms: u64,
+    /// Disposable e-mail domains refused in addition to the shipped list.
+    pub disposable_domains: Vec<String>,
+}
+
+impl Default for OtpSettings {
+    fn default() -> Self {
+        Self {
+            sender: "outbox".to_owned(),
+            code_ttl_secs: 600,
+            max_attempts: 5,
+            per_destination: WindowLimit {
+                count: 5,
+                window_secs: 900,
+            },
+            per_ip: WindowLimit {
+                count: 30,
+                window_secs: 900,
+            },
+            daily_cap_email: 50_000,
+            daily_cap_sms: 10_000,
+            disposable_domains: Vec::new(),
+        }
+    }
+}
+
 /// All settings. (Top-level unknown keys land in `pending` and are judged by [`Settings::verdicts`].)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -232,6 +323,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[trust]`.
     pub trust: TrustSettings,
+    /// `[auth]`.
+    pub auth: AuthSettings,
     /// Sections of the configuration contract that later features implement (rate limiting, OTP,
     /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
     /// `config check` warns that this build does not act on them yet.
@@ -253,6 +346,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             log: LogSettings::default(),
             trust: TrustSettings::default(),
+            auth: AuthSettings::default(),
             pending: std::collections::BTreeMap::new(),
         }
     }
@@ -285,7 +379,6 @@ fn serialize_pending<S: serde::Serializer>(
 pub const PENDING_SECTIONS: &[&str] = &[
     "rate_limit",
     "webhooks",
-    "auth",
     "privacy",
     "resource",
     "oauth",
@@ -609,6 +702,47 @@ impl Settings {
                 v.push(Verdict::error("trust.contact", "must be a mailto: or https: URI"));
             }
             _ => {}
+        }
+        if self.auth.leeway_secs > 60 {
+            v.push(Verdict::error("auth.leeway_secs", "must be at most 60"));
+        }
+        if !(60..=3600).contains(&self.auth.access_ttl_secs) {
+            v.push(Verdict::error(
+                "auth.access_ttl_secs",
+                "must be between 60 and 3600",
+            ));
+        }
+        if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs
+            || self.auth.refresh_ttl_secs > 90 * 24 * 3600
+        {
+            v.push(Verdict::error(
+                "auth.refresh_ttl_secs",
+                "must be at least the access lifetime and at most 90 days",
+            ));
+        }
+        if !(1..=20).contains(&self.auth.otp.max_attempts) {
+            v.push(Verdict::error(
+                "auth.otp.max_attempts",
+                "must be between 1 and 20",
+            ));
+        }
+        if !(60..=3600).contains(&self.auth.otp.code_ttl_secs) {
+            v.push(Verdict::error(
+                "auth.otp.code_ttl_secs",
+                "must be between 60 and 3600",
+            ));
+        }
+        match self.auth.otp.sender.as_str() {
+            "outbox" if prod => v.push(Verdict::error(
+                "auth.otp.sender",
+                "the development outbox is refused in production; configure a real sender",
+            )),
+            "outbox" => {}
+            "none" => v.push(Verdict::warning("auth.otp.sender", "is `none`: one-time-code sign-in is disabled")),
+            _ => v.push(Verdict::error(
+                "auth.otp.sender",
+                "must be `outbox` (development) or `none` (SMTP and SMS gateways are not in this build yet)",
+            )),
         }
         if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
             v.push(Verdict::warning(

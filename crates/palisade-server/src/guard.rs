@@ -93,6 +93,13 @@ pub async fn admit(
                 challenge: Challenge::InvalidToken,
             });
         }
+        // SECURITY: a credential that cannot be checked for revocation is not accepted.
+        AuthOutcome::Unavailable => {
+            return Err(ApiError::Unavailable {
+                code: "state.unavailable",
+                retry_after: 1,
+            });
+        }
     };
     let principal = resolve_principal(app, identity).await?;
     let target = select_tenant(app, &principal, headers).await?;
@@ -153,7 +160,7 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
     {
         return Err(refused("The credential was revoked."));
     }
-    let capabilities = RoleSet::new(app.capabilities()).resolve(&user.roles);
+    let capabilities = RoleSet::new(app.capabilities()).resolve_for_user(&user.roles);
     Ok(Principal {
         subject: user.id,
         home: home_ref,
@@ -162,6 +169,9 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
         method: identity.method,
         amr: identity.amr,
         auth_time: identity.auth_time,
+        token_id: identity.token_id,
+        token_expires_at: identity.expires_at,
+        session_id: identity.session_id,
     })
 }
 

@@ -6,6 +6,7 @@
 //! that leaks nothing; no SQL and no cryptographic primitive lives in this crate.
 
 pub mod app;
+pub mod auth;
 pub mod authn;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod extract;
 pub mod guard;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod router;

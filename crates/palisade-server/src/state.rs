@@ -11,6 +11,7 @@ use crate::authn::Authenticator;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::router::RouteRegistry;
+use crate::routes::auth::AuthContext;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ struct Inner {
     authenticator: Arc<dyn Authenticator>,
     metrics: Metrics,
     cursors: SignedToken,
+    auth: AuthContext,
     routes: OnceLock<RouteRegistry>,
     openapi: OnceLock<serde_json::Value>,
 }
@@ -38,6 +40,7 @@ impl AppState {
         capabilities: CapabilityRegistry,
         authenticator: Arc<dyn Authenticator>,
         cursors: SignedToken,
+        auth: AuthContext,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -47,6 +50,7 @@ impl AppState {
                 authenticator,
                 metrics: Metrics::new(),
                 cursors,
+                auth,
                 routes: OnceLock::new(),
                 openapi: OnceLock::new(),
             }),
@@ -92,7 +96,15 @@ impl AppState {
     /// How recent `auth_time` must be for capabilities that require MFA.
     #[must_use]
     pub fn step_up_max_age(&self) -> Duration {
-        Duration::seconds(300)
+        Duration::seconds(
+            i64::try_from(self.inner.settings.auth.step_up_max_age_secs).unwrap_or(300),
+        )
+    }
+
+    /// Sign-in: tokens, shared state, code delivery.
+    #[must_use]
+    pub fn auth(&self) -> &AuthContext {
+        &self.inner.auth
     }
 
     /// The route registry (set once the router is built).

@@ -10,7 +10,9 @@
 //!   sorts correctly with a fixed fraction width and offset), and microseconds is PostgreSQL's own
 //!   timestamp precision. Times are truncated to microseconds before they are stored *and* returned, so
 //!   a row read back equals the struct a write returned.
-//! - **Enums** (`kind`, `status`) are their stored spelling, guarded by CHECK constraints.
+//! - **Enums** (`kind`, `status`, `channel`) are their stored spelling, guarded by CHECK constraints.
+//! - **Booleans** are INTEGER / BIGINT `0` or `1` on both backends (one decoder, one CHECK spelling).
+//! - **String lists** that are read whole (a refresh family's `amr`) are JSON array text on both.
 //!
 //! Invariant: a stored value that does not decode is `Internal` (corrupt data), and the error names the
 //! column, never the value.
@@ -38,6 +40,46 @@ pub(crate) fn to_micros(t: OffsetDateTime) -> StoreResult<i64> {
 pub(crate) fn from_micros(micros: i64) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .map_err(|_| StoreError::internal("stored timestamp out of range"))
+}
+
+/// A nullable stored time.
+pub(crate) fn opt_from_micros(micros: Option<i64>) -> StoreResult<Option<OffsetDateTime>> {
+    micros.map(from_micros).transpose()
+}
+
+/// A boolean as stored.
+pub(crate) fn to_flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+/// A stored boolean; anything but `0` or `1` is corrupt.
+pub(crate) fn from_flag(value: i64, column: &'static str) -> StoreResult<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(StoreError::internal(format!(
+            "stored {column} does not decode"
+        ))),
+    }
+}
+
+/// A list of strings as stored: a JSON array.
+pub(crate) fn to_json_list(items: &[String]) -> StoreResult<String> {
+    serde_json::to_string(items).map_err(|e| StoreError::Internal(Box::new(e)))
+}
+
+/// A stored JSON array of strings, naming only the column on failure.
+pub(crate) fn from_json_list(text: &str, column: &'static str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text)
+        .map_err(|_| StoreError::internal(format!("stored {column} does not decode")))
+}
+
+/// Parses an optional stored id.
+pub(crate) fn parse_opt_stored<T: FromStr>(
+    text: Option<String>,
+    column: &'static str,
+) -> StoreResult<Option<T>> {
+    text.map(|t| parse_stored(&t, column)).transpose()
 }
 
 /// Parses a stored id (or any stored spelling with a `FromStr`), naming only the column on failure.
@@ -85,6 +127,21 @@ mod tests {
     fn times_before_the_epoch_truncate_downwards() {
         let t = OffsetDateTime::from_unix_timestamp_nanos(-1_500).unwrap();
         assert_eq!(to_micros(t).unwrap(), -2);
+    }
+
+    #[test]
+    fn flags_and_lists_round_trip_and_corrupt_values_name_only_the_column() {
+        assert!(from_flag(to_flag(true), "t.c").unwrap());
+        assert!(!from_flag(to_flag(false), "t.c").unwrap());
+        let err = from_flag(7, "t.c").unwrap_err();
+        assert!(format!("{:?}", std::error::Error::source(&err)).contains("t.c"));
+        let amr = vec!["otp".to_owned(), "totp".to_owned()];
+        assert_eq!(
+            from_json_list(&to_json_list(&amr).unwrap(), "t.c").unwrap(),
+            amr
+        );
+        let err = from_json_list("{\"secret\":1}", "t.c").unwrap_err();
+        assert!(!format!("{:?}", std::error::Error::source(&err)).contains("secret"));
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   a backend, and no store method branches on one.
 //! - Every value reaches the database as a bound parameter: SQL text comes only from sea-query's
 //!   renderer ([`Rendered`]), which is why handing it to sqlx as `AssertSqlSafe` is sound.
+//! - Read-decide-write transactions lock what they read with sea-query's `lock(LockType::Update)`: the
+//!   renderer emits `FOR UPDATE` on PostgreSQL and nothing on SQLite, whose `BEGIN IMMEDIATE` already
+//!   serialises writers ([`begin_write`]). That rendering difference is the whole locking dialect.
 //! - Errors are translated in one place ([`translate`]): constraint violations become `Conflict`, lost
 //!   connections and timeouts `Unavailable`, everything else `Internal`. No value is copied into a message.
 
@@ -116,6 +119,9 @@ pub(crate) trait Exec: Dialect {
     /// A non-null 64-bit INTEGER column.
     fn int(row: &DbRow<Self>, col: &'static str) -> StoreResult<i64>;
 
+    /// A nullable 64-bit INTEGER column.
+    fn opt_int(row: &DbRow<Self>, col: &'static str) -> StoreResult<Option<i64>>;
+
     /// A boolean expression (`EXISTS`): `bool` on PostgreSQL, `0`/`1` on SQLite.
     fn flag(row: &DbRow<Self>, col: &'static str) -> StoreResult<bool>;
 }
@@ -167,6 +173,10 @@ where
         row.try_get(col).map_err(translate::<D>)
     }
 
+    fn opt_int(row: &DbRow<Self>, col: &'static str) -> StoreResult<Option<i64>> {
+        row.try_get(col).map_err(translate::<D>)
+    }
+
     fn flag(row: &DbRow<Self>, col: &'static str) -> StoreResult<bool> {
         row.try_get(col).map_err(translate::<D>)
     }
@@ -181,9 +191,13 @@ pub(crate) async fn acquire<D: Dialect>(
 
 /// Opens a read-write transaction. It rolls back when dropped without [`commit`].
 ///
-/// Every transaction in this crate writes before it reads: on SQLite `BEGIN IMMEDIATE` takes the write
-/// lock up front (waiting up to the busy timeout), so a transaction never fails half-way trying to
-/// upgrade a read lock.
+/// Every transaction in this crate either writes before it reads, or locks the rows it reads and then
+/// decides on them (`SELECT … FOR UPDATE` via sea-query's `lock(LockType::Update)`). On SQLite
+/// `BEGIN IMMEDIATE` takes the database's write lock up front (waiting up to the busy timeout), so a
+/// transaction never fails half-way trying to upgrade a read lock and no other writer can interleave;
+/// sea-query renders no `FOR UPDATE` for SQLite, which needs none. On PostgreSQL (read committed) the
+/// row lock is what serialises two transactions deciding on the same row: the second waits, then
+/// reads the first one's committed result.
 pub(crate) async fn begin_write<D: Dialect>(
     pool: &sqlx::Pool<D::DB>,
 ) -> StoreResult<sqlx::Transaction<'static, D::DB>> {

@@ -1,6 +1,6 @@
 //! Table and column identifiers, shared by every statement so the schema is named in one place.
 //!
-//! Invariant: these match `migrations/*/0001_init.sql` (the migrations are the truth); the column names
+//! Invariant: these match `migrations/*/*.sql` (the migrations are the truth); the column names
 //! are also the names the row decoders read, through [`col`].
 
 use sea_query::IdenStatic;
@@ -40,6 +40,84 @@ pub(crate) enum UserRoles {
     TenantId,
     UserId,
     Role,
+}
+
+/// `signing_keys` (deployment-wide, not tenant-owned).
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum SigningKeys {
+    Table,
+    Kid,
+    Status,
+    PublicJwk,
+    PrivateSealed,
+    CreatedAt,
+    RetireAt,
+    RetiredAt,
+}
+
+/// `otp_challenges`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum OtpChallenges {
+    Table,
+    Id,
+    TenantId,
+    Channel,
+    DestinationHash,
+    UserId,
+    CodeHash,
+    Attempts,
+    ExpiresAt,
+    ConsumedAt,
+    CreatedAt,
+}
+
+/// `refresh_families`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum RefreshFamilies {
+    Table,
+    Id,
+    TenantId,
+    UserId,
+    Amr,
+    AuthTime,
+    CreatedAt,
+    RevokedAt,
+}
+
+/// `refresh_tokens`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum RefreshTokens {
+    Table,
+    TokenHash,
+    FamilyId,
+    TenantId,
+    UserId,
+    CreatedAt,
+    ExpiresAt,
+    SpentAt,
+}
+
+/// `user_mfa`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum UserMfa {
+    Table,
+    TenantId,
+    UserId,
+    TotpSealed,
+    TotpEnabled,
+    PendingSealed,
+    LastTotpStep,
+    UpdatedAt,
+}
+
+/// `recovery_codes`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum RecoveryCodes {
+    Table,
+    TenantId,
+    UserId,
+    CodeHash,
+    UsedAt,
 }
 
 /// The column name a decoder reads, from the same identifier the statement selected.

@@ -6,6 +6,8 @@
 //!   `None` on reads, `NotFound` on writes.
 //! - Roles live in `user_roles`, are written sorted and de-duplicated, and are read back sorted. A user
 //!   and its roles are written in one transaction; deleting a user cascades to its roles.
+//! - Deleting a user cascades (foreign keys) to its roles, MFA state, recovery codes, refresh-token
+//!   families and tokens, and OTP challenges.
 //! - Multi-statement writes run in a transaction that writes before it reads (see
 //!   [`crate::dialect::begin_write`]).
 
@@ -308,5 +310,42 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
+    }
+
+    async fn bump_token_version(&self, scope: &TenantScope, id: UserId) -> StoreResult<i64> {
+        // One statement: the increment and the version it produced cannot be separated, so concurrent
+        // logouts each get their own version.
+        let stmt = Query::update()
+            .table(Users::Table)
+            .value(
+                Users::TokenVersion,
+                Expr::col(Users::TokenVersion).add(1i64),
+            )
+            .and_where(Expr::col(Users::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(Users::Id).eq(id.to_string()))
+            .returning_col(Users::TokenVersion)
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        // `fetch_all` runs the statement to completion, so SQLite's implicit transaction ends here.
+        let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        D::int(row, col(Users::TokenVersion))
+    }
+
+    async fn find_user_by_phone(
+        &self,
+        scope: &TenantScope,
+        phone: &str,
+    ) -> StoreResult<Option<User>> {
+        // `users.tenant_id_phone` is unique, so at most one row matches.
+        let stmt = select_users(scope)
+            .and_where(Expr::col(Users::Phone).eq(phone))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let Some(row) = D::fetch_optional(&mut conn, D::render(&stmt)).await? else {
+            return Ok(None);
+        };
+        let user = decode_user::<D>(&row)?;
+        Ok(with_roles::<D>(&mut conn, scope, vec![user]).await?.pop())
     }
 }

@@ -12,7 +12,12 @@
 //!   changed), and refusal of a scope whose path is malformed;
 //! - `Conflict` with the same constraint names (`tenants.slug`, `tenants.kind`, `users.tenant_id_email`);
 //! - roles sorted and de-duplicated, keyset pagination complete and in id order, timestamps that read
-//!   back exactly as written, and exactly one winner when two writers race for the same unique value.
+//!   back exactly as written, and exactly one winner when two writers race for the same unique value;
+//! - sign-in storage ([`identity`] cases): signing-key rotation and retirement (with the private part
+//!   wiped), at most one active key, atomic OTP attempt counts and single-use challenges, refresh-token
+//!   rotation with reuse detection (exactly one winner of a race; the family revoked on reuse),
+//!   token-version bumps, TOTP steps and recovery codes accepted once, tenant scoping of every per-user
+//!   operation, and cascades from a deleted user.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -29,6 +34,9 @@ use palisade_domain::{Slug, TenantId, TenantKind, UserId, UserStatus};
 use crate::{
     NewTenant, NewUser, PageRequest, StoreError, StoreResult, Stores, Tenant, User, UserPatch,
 };
+
+mod identity;
+pub use identity::*;
 
 /// A boxed run of one case, taking the stores by value so a runner can spawn it on a task (and
 /// clean up after a panic).
@@ -70,6 +78,20 @@ pub const CASES: &[Case] = &[
     case!(roles_are_replaced_and_sorted),
     case!(concurrent_duplicates_have_exactly_one_winner),
     case!(ping_works),
+    case!(signing_key_rotation_keeps_the_previous_key_until_retired),
+    case!(at_most_one_signing_key_is_active_under_concurrent_rotations),
+    case!(otp_attempts_count_atomically),
+    case!(otp_challenges_are_consumed_once),
+    case!(refresh_rotation_carries_the_session_forward),
+    case!(refresh_token_reuse_revokes_the_family),
+    case!(concurrent_refresh_rotation_has_exactly_one_winner),
+    case!(expired_refresh_tokens_are_refused),
+    case!(revoking_refresh_families_is_scoped),
+    case!(token_version_bumps_are_scoped_and_atomic),
+    case!(totp_steps_are_accepted_once_and_never_backwards),
+    case!(recovery_codes_are_single_use),
+    case!(deleting_a_user_cascades_to_sign_in_state),
+    case!(phone_lookup_is_scoped_and_unique),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -96,6 +118,20 @@ macro_rules! conformance_tests {
             roles_are_replaced_and_sorted,
             concurrent_duplicates_have_exactly_one_winner,
             ping_works,
+            signing_key_rotation_keeps_the_previous_key_until_retired,
+            at_most_one_signing_key_is_active_under_concurrent_rotations,
+            otp_attempts_count_atomically,
+            otp_challenges_are_consumed_once,
+            refresh_rotation_carries_the_session_forward,
+            refresh_token_reuse_revokes_the_family,
+            concurrent_refresh_rotation_has_exactly_one_winner,
+            expired_refresh_tokens_are_refused,
+            revoking_refresh_families_is_scoped,
+            token_version_bumps_are_scoped_and_atomic,
+            totp_steps_are_accepted_once_and_never_backwards,
+            recovery_codes_are_single_use,
+            deleting_a_user_cascades_to_sign_in_state,
+            phone_lookup_is_scoped_and_unique,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {
@@ -297,6 +333,34 @@ async fn join2<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
                 out_b = y;
                 Poll::Pending
             }
+        }
+    })
+    .await
+}
+
+/// Polls any number of futures concurrently on the current task; outputs in input order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    poll_fn(move |cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(
+                outputs
+                    .iter_mut()
+                    .map(|o| o.take().expect("every future finished"))
+                    .collect(),
+            )
         }
     })
     .await

@@ -5,6 +5,9 @@
 //! - Every method over tenant-owned rows takes a [`TenantScope`] and filters by it; the only
 //!   unscoped reads are the ones authorization itself needs to build a scope ([`TenantStore::resolve_tenant`],
 //!   [`TenantStore::resolve_tenant_by_slug`]) and the authentication lookup of the caller's own user.
+//!   Sign-in storage ([`identity`]) adds the documented exceptions that run before any principal
+//!   exists: OTP challenges, and refresh-token operations keyed by the presented token.
+//! - Secrets reach a store only hashed or sealed, and never appear in `Debug` output or errors.
 //! - Unique and foreign-key violations surface as [`StoreError::Conflict`] on every backend.
 //! - No SQL lives here.
 
@@ -15,6 +18,13 @@ use time::OffsetDateTime;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod identity;
+
+pub use identity::{
+    MfaState, MfaStore, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey,
+    OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
+    SigningKeyStatus, SigningKeyStore,
+};
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +166,7 @@ pub struct User {
     pub tenant_id: TenantId,
     /// Lowercased e-mail, unique within the tenant.
     pub email: String,
-    /// E.164 phone number.
+    /// E.164 phone number, unique within the tenant (it can sign the user in).
     pub phone: Option<String>,
     /// Whether the user may act.
     pub status: UserStatus,
@@ -193,7 +203,8 @@ pub struct UserPatch {
 /// Users of a tenant.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates a user in the scope's tenant. `Conflict` when the e-mail exists there.
+    /// Creates a user in the scope's tenant. `Conflict` when the e-mail (`users.tenant_id_email`) or
+    /// the phone (`users.tenant_id_phone`) exists there.
     async fn create_user(&self, scope: &TenantScope, new: NewUser) -> StoreResult<User>;
     /// A user of the scope's tenant.
     async fn get_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<Option<User>>;
@@ -212,8 +223,20 @@ pub trait UserStore: Send + Sync {
         id: UserId,
         patch: UserPatch,
     ) -> StoreResult<User>;
-    /// Deletes a user; `NotFound` when not in the scope's tenant.
+    /// Deletes a user; `NotFound` when not in the scope's tenant. The user's roles, MFA state,
+    /// recovery codes, refresh-token families and OTP challenges go with it.
     async fn delete_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<()>;
+    /// Increments the user's token version (logout-all: every token carrying an older version is
+    /// refused) and returns the new version, atomically. `NotFound` when the user is not in the
+    /// scope's tenant. `updated_at` is left alone: this is a session event, not a profile change.
+    async fn bump_token_version(&self, scope: &TenantScope, id: UserId) -> StoreResult<i64>;
+    /// A user of the scope's tenant by E.164 phone number (unique within a tenant, like the e-mail:
+    /// `Conflict` on `users.tenant_id_phone`).
+    async fn find_user_by_phone(
+        &self,
+        scope: &TenantScope,
+        phone: &str,
+    ) -> StoreResult<Option<User>>;
 }
 
 /// Backend health and identity.
@@ -234,6 +257,14 @@ pub struct Stores {
     pub users: std::sync::Arc<dyn UserStore>,
     /// Health.
     pub health: std::sync::Arc<dyn StoreHealth>,
+    /// Token-signing keys.
+    pub signing_keys: std::sync::Arc<dyn SigningKeyStore>,
+    /// OTP sign-in challenges.
+    pub otp: std::sync::Arc<dyn OtpStore>,
+    /// Refresh-token families.
+    pub refresh: std::sync::Arc<dyn RefreshStore>,
+    /// TOTP and recovery codes.
+    pub mfa: std::sync::Arc<dyn MfaStore>,
 }
 
 impl std::fmt::Debug for Stores {

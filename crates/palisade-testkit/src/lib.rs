@@ -10,10 +10,14 @@
 //! Principals come from the server's `test-auth` feature (`Authorization: Test <token>`), which only
 //! this dev-only crate enables; the release binary has no such path.
 
-#![expect(clippy::expect_used, clippy::panic, reason = "a test kit fails loudly")]
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test kit fails loudly"
+)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use palisade_authz::{AuthMethod, BuiltinRole, InternalRole, SystemScope};
 use palisade_domain::{Slug, TenantId, TenantKind};
@@ -124,7 +128,7 @@ impl TestApp {
         }
         configure(&mut settings);
         let auth = TestAuthenticator::default();
-        let app = palisade_server::app::build_for_tests(settings, Arc::new(auth.clone()))
+        let app = palisade_server::app::build_for_tests(settings, auth.clone())
             .await
             .expect("build the app");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -157,6 +161,69 @@ impl TestApp {
         })
     }
 
+    /// Every message the development outbox holds, oldest first.
+    #[must_use]
+    pub fn outbox(&self) -> Vec<Value> {
+        let path = self.state.settings().data_dir.join("outbox.ndjson");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (briefly) for the newest code sent to `destination` through the outbox.
+    pub async fn code_for(&self, destination: &str, after: usize) -> String {
+        for _ in 0..100 {
+            let msgs = self.outbox();
+            if let Some(m) = msgs
+                .iter()
+                .skip(after)
+                .rfind(|m| m["destination"] == destination)
+            {
+                return m["code"].as_str().expect("code").to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no code for {destination} in the outbox");
+    }
+
+    /// Signs in through the real OTP flow (start, code from the outbox, verify) and returns the
+    /// token response.
+    pub async fn sign_in(&self, email: &str, tenant_slug: &str) -> Value {
+        let anon = self.anonymous();
+        let before = self.outbox().len();
+        let res = anon.post("/v1/auth/otp/start", &serde_json::json!({"channel": "email", "destination": email, "tenant": tenant_slug})).await;
+        assert_eq!(res.status().as_u16(), 202, "otp/start");
+        let challenge = json(res).await["challenge_id"]
+            .as_str()
+            .expect("challenge")
+            .to_owned();
+        let code = self.code_for(email, before).await;
+        let res = anon
+            .post(
+                "/v1/auth/otp/verify",
+                &serde_json::json!({"challenge_id": challenge, "code": code}),
+            )
+            .await;
+        assert_eq!(res.status().as_u16(), 200, "otp/verify");
+        json(res).await
+    }
+
+    /// An actor presenting a real bearer token.
+    #[must_use]
+    pub fn bearer(&self, access_token: &str) -> Actor {
+        Actor {
+            base_url: self.base_url.clone(),
+            client: client(),
+            token: None,
+            bearer: Some(access_token.to_owned()),
+            tenant_header: None,
+            user: None,
+            tenant: None,
+        }
+    }
+
     /// The system tenant created by bootstrap.
     #[must_use]
     pub fn system_tenant(&self) -> &Tenant {
@@ -170,6 +237,7 @@ impl TestApp {
             base_url: self.base_url.clone(),
             client: client(),
             token: None,
+            bearer: None,
             tenant_header: None,
             user: None,
             tenant: None,
@@ -245,12 +313,16 @@ impl TestApp {
                 amr: vec!["otp".to_owned()],
                 auth_time: None,
                 token_version: Some(user.token_version),
+                token_id: None,
+                expires_at: None,
+                session_id: None,
             },
         );
         Actor {
             base_url: self.base_url.clone(),
             client: client(),
             token: Some(token),
+            bearer: None,
             tenant_header: None,
             user: Some(user),
             tenant: Some(tenant),
@@ -312,6 +384,7 @@ pub struct Actor {
     base_url: String,
     client: reqwest::Client,
     token: Option<String>,
+    bearer: Option<String>,
     tenant_header: Option<String>,
     /// The user, for authenticated actors.
     pub user: Option<User>,
@@ -336,6 +409,9 @@ impl Actor {
             .request(method, format!("{}{path}", self.base_url));
         if let Some(t) = &self.token {
             rb = rb.header("authorization", format!("Test {t}"));
+        }
+        if let Some(t) = &self.bearer {
+            rb = rb.header("authorization", format!("Bearer {t}"));
         }
         if let Some(t) = &self.tenant_header {
             rb = rb.header("x-tenant-id", t);

@@ -1,5 +1,6 @@
 //! Routes grouped by domain; each module registers its routes on the [`SecureRouter`].
 
+pub mod auth;
 pub mod meta;
 pub mod ops;
 pub mod tenants;
@@ -19,6 +20,7 @@ use crate::state::AppState;
 pub fn register(router: SecureRouter) -> SecureRouter {
     let router = ops::register(router);
     let router = meta::register(router);
+    let router = auth::register(router);
     let router = tenants::register(router);
     users::register(router)
 }

@@ -11,6 +11,7 @@ fn production(dir: &std::path::Path) -> Settings {
     let mut s = Settings::for_test(dir);
     s.mode = Mode::Production;
     s.trust.contact = Some("mailto:security@example.com".into());
+    s.auth.otp.sender = "none".into();
     s.database.url = Some(format!("sqlite://{}", dir.join("p.db").display()).into());
     s
 }

@@ -1,0 +1,5 @@
+//! Sign-in and tokens: the ES512 key ring, access-token issue and verification, and the bearer
+//! authenticator. Routes live in `routes::auth`.
+
+pub mod keyring;
+pub mod tokens;

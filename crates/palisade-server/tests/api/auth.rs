@@ -1,0 +1,279 @@
+//! Sign-in end to end: OTP through the development outbox, ES512 access tokens verified against the
+//! JWKS, refresh rotation with reuse detection, logout and logout everywhere.
+
+use palisade_testkit::{TestApp, each_backend};
+use serde_json::json;
+
+use crate::expect_problem;
+
+async fn signing_in_with_an_emailed_code_yields_a_working_es512_token(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("prt_")
+    );
+    let access = tokens["access_token"].as_str().unwrap();
+
+    let me = palisade_testkit::json(app.bearer(access).get("/v1/me").await).await;
+    assert_eq!(me["method"], "bearer");
+    assert_eq!(me["amr"], json!(["otp"]));
+    assert_eq!(me["scope_level"], "system");
+    assert_eq!(me["tenant_id"], app.system_tenant().id.to_string());
+    assert!(
+        me["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "platform.tenant.create")
+    );
+    assert_eq!(app.bearer(access).get("/v1/tenants").await.status(), 200);
+
+    // The header names ES512 and a kid the JWKS publishes.
+    use base64::Engine;
+    let header = access.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES512");
+    assert_eq!(header["typ"], "at+jwt");
+    let jwks = palisade_testkit::json(app.anonymous().get("/.well-known/jwks.json").await).await;
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("kid published");
+    assert_eq!(key["crv"], "P-521");
+    assert!(
+        key.get("d").is_none(),
+        "the JWKS never carries the private part"
+    );
+}
+
+async fn a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge(app: TestApp) {
+    let anon = app.anonymous();
+    let before = app.outbox().len();
+    let res = anon
+        .post(
+            "/v1/auth/otp/start",
+            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
+        )
+        .await;
+    let challenge = palisade_testkit::json(res).await["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = app.code_for("owner@localhost", before).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let res = anon
+            .post(
+                "/v1/auth/otp/verify",
+                &json!({"challenge_id": challenge, "code": wrong}),
+            )
+            .await;
+        expect_problem(res, 401, "auth.invalid_code").await;
+    }
+    // The right code on the sixth attempt is too late.
+    let res = anon
+        .post(
+            "/v1/auth/otp/verify",
+            &json!({"challenge_id": challenge, "code": code}),
+        )
+        .await;
+    expect_problem(res, 401, "auth.too_many_attempts").await;
+}
+
+async fn a_used_challenge_cannot_be_replayed(app: TestApp) {
+    let anon = app.anonymous();
+    let before = app.outbox().len();
+    let res = anon
+        .post(
+            "/v1/auth/otp/start",
+            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
+        )
+        .await;
+    let challenge = palisade_testkit::json(res).await["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = app.code_for("owner@localhost", before).await;
+    let body = json!({"challenge_id": challenge, "code": code});
+    assert_eq!(anon.post("/v1/auth/otp/verify", &body).await.status(), 200);
+    expect_problem(
+        anon.post("/v1/auth/otp/verify", &body).await,
+        401,
+        "auth.invalid_code",
+    )
+    .await;
+}
+
+async fn unknown_accounts_and_tenants_answer_exactly_like_known_ones(app: TestApp) {
+    let anon = app.anonymous();
+    let before = app.outbox().len();
+    let mut shapes = Vec::new();
+    for (dest, tenant) in [
+        ("owner@localhost", "system"),
+        ("nobody@example.com", "system"),
+        ("owner@localhost", "no-such-tenant"),
+    ] {
+        let res = anon
+            .post(
+                "/v1/auth/otp/start",
+                &json!({"channel": "email", "destination": dest, "tenant": tenant}),
+            )
+            .await;
+        let status = res.status().as_u16();
+        let body = palisade_testkit::json(res).await;
+        let keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        shapes.push((status, keys, body["challenge_id"].as_str().unwrap().len()));
+        // Verifying with any code answers like a wrong code.
+        let res = anon
+            .post(
+                "/v1/auth/otp/verify",
+                &json!({"challenge_id": body["challenge_id"], "code": "123456"}),
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    assert!(shapes.windows(2).all(|w| w[0] == w[1]), "{shapes:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let sent: Vec<_> = app.outbox().into_iter().skip(before).collect();
+    assert_eq!(sent.len(), 1, "only the real account gets a code");
+    assert_eq!(sent[0]["destination"], "owner@localhost");
+}
+
+async fn a_disposable_domain_is_refused(app: TestApp) {
+    let res = app
+        .anonymous()
+        .post(
+            "/v1/auth/otp/start",
+            &json!({"channel": "email", "destination": "x@mailinator.com", "tenant": "system"}),
+        )
+        .await;
+    let body = expect_problem(res, 422, "validation.failed").await;
+    assert_eq!(body["errors"][0]["code"], "disposable_email");
+}
+
+async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_family(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    let anon = app.anonymous();
+    let first = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let res = anon
+        .post("/v1/auth/token/refresh", &json!({"refresh_token": first}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let second = palisade_testkit::json(res).await;
+    let second_refresh = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first);
+    assert_eq!(
+        app.bearer(second["access_token"].as_str().unwrap())
+            .get("/v1/me")
+            .await
+            .status(),
+        200
+    );
+
+    // The spent token again: refused, and the family is revoked, so the newer token dies too.
+    expect_problem(
+        anon.post("/v1/auth/token/refresh", &json!({"refresh_token": first}))
+            .await,
+        401,
+        "auth.refresh_reused",
+    )
+    .await;
+    expect_problem(
+        anon.post(
+            "/v1/auth/token/refresh",
+            &json!({"refresh_token": second_refresh}),
+        )
+        .await,
+        401,
+        "auth.invalid_refresh_token",
+    )
+    .await;
+    // An access token is not a refresh token, and the reverse.
+    expect_problem(
+        anon.post(
+            "/v1/auth/token/refresh",
+            &json!({"refresh_token": second["access_token"]}),
+        )
+        .await,
+        401,
+        "auth.invalid_refresh_token",
+    )
+    .await;
+    let res = app.bearer(&second_refresh).get("/v1/me").await;
+    expect_problem(res, 401, "auth.invalid_token").await;
+}
+
+async fn logout_revokes_the_token_and_its_refresh_family(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = app.bearer(access);
+    assert_eq!(me.post("/v1/auth/logout", &json!({})).await.status(), 204);
+    expect_problem(me.get("/v1/me").await, 401, "auth.token_revoked").await;
+    let res = app
+        .anonymous()
+        .post(
+            "/v1/auth/token/refresh",
+            &json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    expect_problem(res, 401, "auth.invalid_refresh_token").await;
+}
+
+async fn logout_all_ends_every_session_of_the_user(app: TestApp) {
+    let a = app.sign_in("owner@localhost", "system").await;
+    let b = app.sign_in("owner@localhost", "system").await;
+    let a_access = a["access_token"].as_str().unwrap();
+    let b_access = b["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.bearer(a_access)
+            .post("/v1/auth/logout-all", &json!({}))
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        app.bearer(b_access).get("/v1/me").await,
+        401,
+        "auth.invalid_token",
+    )
+    .await;
+    let res = app
+        .anonymous()
+        .post(
+            "/v1/auth/token/refresh",
+            &json!({"refresh_token": b["refresh_token"]}),
+        )
+        .await;
+    expect_problem(res, 401, "auth.invalid_refresh_token").await;
+    // A fresh sign-in works again.
+    let c = app.sign_in("owner@localhost", "system").await;
+    assert_eq!(
+        app.bearer(c["access_token"].as_str().unwrap())
+            .get("/v1/me")
+            .await
+            .status(),
+        200
+    );
+}
+
+each_backend!(
+    signing_in_with_an_emailed_code_yields_a_working_es512_token,
+    a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge,
+    a_used_challenge_cannot_be_replayed,
+    unknown_accounts_and_tenants_answer_exactly_like_known_ones,
+    a_disposable_domain_is_refused,
+    refresh_rotates_and_a_reused_refresh_token_revokes_the_family,
+    logout_revokes_the_token_and_its_refresh_family,
+    logout_all_ends_every_session_of_the_user,
+);

@@ -1,0 +1,258 @@
+//! The Redis backend (`redis://`, `rediss://`): state shared by several instances.
+//!
+//! Invariants:
+//! - Every call is bounded by `op_timeout` ([`tokio::time::timeout`] around the whole exchange, and
+//!   the same bound as the connection's response timeout); a timeout, a refused or dropped
+//!   connection, or a Redis that is loading or failing over is [`StateError::Unavailable`]. Callers
+//!   fail closed on it.
+//! - The [`ConnectionManager`] reconnects by itself: calls fail while Redis is down and succeed again
+//!   once it is back, without restarting the server.
+//! - Each operation is a single atomic Redis command or Lua script, so concurrent callers on any
+//!   number of instances see one consistent outcome (exactly one `first_use` winner; a counter's
+//!   window is set by the hit that created it and never extended; a revocation is never shortened).
+//! - Keys are `<prefix><purpose>:<sha256 hex of the caller's key>`.
+//! - The URL (which may hold a password) is never put in an error or in `Debug` output.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
+use time::OffsetDateTime;
+
+use crate::keys::{hex_digest, remaining, ttl_millis};
+use crate::{Counters, OnceGuard, RevocationList, StateError, StateHealth, StateOptions};
+
+/// Sets a revocation unless a longer one is already there. KEYS[1] the key, ARGV[1] the time to
+/// live in ms. `PTTL` is -2 for a missing key and -1 for a key without expiry (kept: it is longer).
+const REVOKE_SCRIPT: &str = r"
+local ttl = tonumber(ARGV[1])
+local current = redis.call('PTTL', KEYS[1])
+if current == -2 or (current >= 0 and current < ttl) then
+  redis.call('SET', KEYS[1], '1', 'PX', ttl)
+end
+return 1
+";
+
+/// Counts a hit in a fixed window. KEYS[1] the key, ARGV[1] the window in ms. The expiry is set by
+/// the hit that creates the counter (and repaired if a counter somehow lost it), never extended.
+const HIT_SCRIPT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return count
+";
+
+/// Reconnection attempts per connection future; each failed call starts a new one, so a small number
+/// keeps recovery prompt without piling up retries while Redis is down.
+const RECONNECT_RETRIES: usize = 2;
+
+/// The Redis backend.
+pub(crate) struct RedisState {
+    conn: ConnectionManager,
+    op_timeout: Duration,
+    revoked_prefix: String,
+    count_prefix: String,
+    once_prefix: String,
+    revoke_script: Script,
+    hit_script: Script,
+}
+
+impl RedisState {
+    /// Connects to the Redis at `url` and pings it.
+    pub(crate) async fn connect(url: &str, opts: &StateOptions) -> Result<Self, StateError> {
+        if opts.op_timeout.is_zero() || opts.connect_timeout.is_zero() {
+            return Err(StateError::Config("state timeouts must be positive"));
+        }
+        if url
+            .get(.."rediss://".len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+        {
+            install_tls_provider();
+        }
+        // SECURITY: the parse error may quote the URL, so it is replaced by a fixed text.
+        let client =
+            redis::Client::open(url).map_err(|_| StateError::Config("malformed redis URL"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.op_timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(
+            opts.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StateError::unavailable("timed out connecting to redis"))?
+        .map_err(classify)?;
+
+        let state = Self {
+            conn,
+            op_timeout: opts.op_timeout,
+            revoked_prefix: format!("{}revoked:", opts.key_prefix),
+            count_prefix: format!("{}count:", opts.key_prefix),
+            once_prefix: format!("{}once:", opts.key_prefix),
+            revoke_script: Script::new(REVOKE_SCRIPT),
+            hit_script: Script::new(HIT_SCRIPT),
+        };
+        state.ping().await?;
+        Ok(state)
+    }
+
+    /// Runs one exchange with Redis within the operation timeout.
+    async fn run<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, StateError> {
+        match tokio::time::timeout(self.op_timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(err)),
+            Err(_) => Err(StateError::unavailable("redis operation timed out")),
+        }
+    }
+}
+
+#[async_trait]
+impl RevocationList for RedisState {
+    async fn revoke(&self, id: &str, until: OffsetDateTime) -> Result<(), StateError> {
+        let Some(left) = remaining(until)? else {
+            return Ok(());
+        };
+        let ttl = ttl_millis(left)?;
+        let key = format!("{}{}", self.revoked_prefix, hex_digest(id));
+        let mut conn = self.conn.clone();
+        let script = &self.revoke_script;
+        self.run(async move {
+            let mut invocation = script.key(key);
+            invocation.arg(ttl);
+            invocation.invoke_async::<()>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn is_revoked(&self, id: &str) -> Result<bool, StateError> {
+        let key = format!("{}{}", self.revoked_prefix, hex_digest(id));
+        let mut conn = self.conn.clone();
+        let found = self
+            .run(async move {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async::<u64>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(found > 0)
+    }
+}
+
+#[async_trait]
+impl Counters for RedisState {
+    async fn hit(&self, key: &str, window: Duration) -> Result<u64, StateError> {
+        let window = ttl_millis(window)?;
+        let key = format!("{}{}", self.count_prefix, hex_digest(key));
+        let mut conn = self.conn.clone();
+        let script = &self.hit_script;
+        self.run(async move {
+            let mut invocation = script.key(key);
+            invocation.arg(window);
+            invocation.invoke_async::<u64>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<u64, StateError> {
+        let key = format!("{}{}", self.count_prefix, hex_digest(key));
+        let mut conn = self.conn.clone();
+        let count = self
+            .run(async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<u64>>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), StateError> {
+        let key = format!("{}{}", self.count_prefix, hex_digest(key));
+        let mut conn = self.conn.clone();
+        self.run(async move { redis::cmd("DEL").arg(key).exec_async(&mut conn).await })
+            .await
+    }
+}
+
+#[async_trait]
+impl OnceGuard for RedisState {
+    async fn first_use(&self, key: &str, ttl: Duration) -> Result<bool, StateError> {
+        let ttl = ttl_millis(ttl)?;
+        let key = format!("{}{}", self.once_prefix, hex_digest(key));
+        let mut conn = self.conn.clone();
+        // `SET NX` is atomic in Redis: of any number of concurrent callers, one gets `OK`, the rest nil.
+        let set = self
+            .run(async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+}
+
+#[async_trait]
+impl StateHealth for RedisState {
+    async fn ping(&self) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let reply = self
+            .run(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(StateError::internal("unexpected reply to PING"))
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Sorts a Redis error into "could not reach a healthy Redis" and everything else.
+fn classify(err: RedisError) -> StateError {
+    let transient = err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_unrecoverable_error()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if transient {
+        StateError::Unavailable(Box::new(err))
+    } else {
+        StateError::Internal(Box::new(err))
+    }
+}
+
+/// Makes aws-lc-rs rustls's process-wide provider unless one is already set, so `rediss://` never
+/// depends on which rustls provider features the final binary happens to enable.
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An error means another thread installed one first, which is just as good.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
