@@ -51,12 +51,25 @@ pub enum Command {
     Migrate,
     /// Create the system tenant and owner user if missing, and exit.
     Bootstrap,
+    /// Signing keys.
+    Keys {
+        /// What to do with the keys.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+/// `palisade keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a new ES512 key active at once; the previous one keeps verifying until its tokens expire.
+    Rotate,
 }
 
 /// `palisade config ...`.
@@ -133,6 +146,36 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => {
+            crate::logging::init(&settings.log.level);
+            let ttl = time::Duration::seconds(
+                i64::try_from(settings.auth.access_ttl_secs).unwrap_or(900),
+            );
+            match crate::app::build(settings).await {
+                Ok(app) => {
+                    let keys = app.state.auth().tokens.keys().clone();
+                    match keys.rotate(ttl).await {
+                        Ok(kid) => {
+                            let _ = keys.retire_due().await;
+                            say(&format!(
+                                "palisade: new signing key {kid} is active; the previous key verifies until its tokens expire"
+                            ));
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            say(&format!("palisade: {e}"));
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
+                Err(e) => {
+                    say(&format!("palisade: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => serve(settings).await,
     }
 }
@@ -197,6 +240,20 @@ async fn serve(settings: Settings) -> ExitCode {
         app.state.settings().state.url,
         app.state.capabilities().len(),
     ));
+    // Retire keys whose tokens have all expired, and pick up rotations made by other instances.
+    let keys = app.state.auth().tokens.keys().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = keys.retire_due().await {
+                tracing::error!(target: "palisade::keys", error = %e, "retiring signing keys failed");
+            }
+            if let Err(e) = keys.reload().await {
+                tracing::error!(target: "palisade::keys", error = %e, "reloading signing keys failed");
+            }
+        }
+    });
     match crate::app::serve(listener, app.router, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

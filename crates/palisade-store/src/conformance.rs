@@ -13,11 +13,11 @@
 //! - `Conflict` with the same constraint names (`tenants.slug`, `tenants.kind`, `users.tenant_id_email`);
 //! - roles sorted and de-duplicated, keyset pagination complete and in id order, timestamps that read
 //!   back exactly as written, and exactly one winner when two writers race for the same unique value;
-//! - sign-in storage ([`identity`] cases): signing-key rotation and retirement (with the private part
-//!   wiped), at most one active key, atomic OTP attempt counts and single-use challenges, refresh-token
-//!   rotation with reuse detection (exactly one winner of a race; the family revoked on reuse),
-//!   token-version bumps, TOTP steps and recovery codes accepted once, tenant scoping of every per-user
-//!   operation, and cascades from a deleted user.
+//! - sign-in storage (the cases in `conformance/identity.rs`): signing-key rotation and retirement
+//!   (with the private part wiped), at most one active key, atomic OTP attempt counts and single-use
+//!   challenges, refresh-token rotation with reuse detection (exactly one winner of a race; the family
+//!   revoked on reuse), token-version bumps, TOTP steps and recovery codes accepted once, tenant
+//!   scoping of every per-user operation, and cascades from a deleted user.
 #![expect(
     clippy::expect_used,
     clippy::panic,

@@ -267,7 +267,39 @@ async fn logout_all_ends_every_session_of_the_user(app: TestApp) {
     );
 }
 
+async fn tokens_signed_before_a_rotation_verify_until_they_expire(app: TestApp) {
+    let before = app.sign_in("owner@localhost", "system").await;
+    let old_access = before["access_token"].as_str().unwrap().to_owned();
+    let keys = app.state.auth().tokens.keys().clone();
+    let new_kid = keys.rotate(time::Duration::seconds(900)).await.unwrap();
+
+    assert_eq!(
+        app.bearer(&old_access).get("/v1/me").await.status(),
+        200,
+        "the old key still verifies"
+    );
+    let jwks = palisade_testkit::json(app.anonymous().get("/.well-known/jwks.json").await).await;
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "active and retiring keys are published"
+    );
+    let after = app.sign_in("owner@localhost", "system").await;
+    let access = after["access_token"].as_str().unwrap();
+    use base64::Engine;
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], new_kid.as_str(), "the new key signs at once");
+    // Nothing is due yet: the retiring key stays until its tokens have expired.
+    assert_eq!(keys.retire_due().await.unwrap(), 0);
+}
+
 each_backend!(
+    tokens_signed_before_a_rotation_verify_until_they_expire,
     signing_in_with_an_emailed_code_yields_a_working_es512_token,
     a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge,
     a_used_challenge_cannot_be_replayed,

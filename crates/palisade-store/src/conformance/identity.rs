@@ -972,6 +972,11 @@ pub async fn phone_lookup_is_scoped_and_unique(stores: &Stores) {
         with_phone(stores, &a, "mallory@example.com", phone).await,
         "users.tenant_id_phone",
     );
+    // Both the e-mail and the phone taken: every backend names the same constraint.
+    assert_conflict(
+        with_phone(stores, &a, "alice@example.com", phone).await,
+        "users.tenant_id_phone",
+    );
     assert_eq!(find(&a, phone).await, Some(alice));
 }
 
