@@ -127,12 +127,13 @@ pub async fn auth_context(
     stores: &Stores,
     master: &MasterKey,
 ) -> Result<AuthContext, BuildError> {
-    let state = palisade_state::connect(
-        &settings.state.url,
-        &palisade_state::StateOptions::default(),
-    )
-    .await
-    .map_err(|e| BuildError::State(e.to_string()))?;
+    let opts = palisade_state::StateOptions {
+        key_prefix: settings.state.key_prefix.clone(),
+        ..palisade_state::StateOptions::default()
+    };
+    let state = palisade_state::connect(&settings.state.url, &opts)
+        .await
+        .map_err(|e| BuildError::State(e.to_string()))?;
     let access_ttl =
         time::Duration::seconds(i64::try_from(settings.auth.access_ttl_secs).unwrap_or(900));
     let keys = KeyRing::open(

@@ -122,12 +122,15 @@ impl Default for DatabaseSettings {
 pub struct StateSettings {
     /// `memory://` (one instance) or `redis://host:port` (several instances).
     pub url: String,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub key_prefix: String,
 }
 
 impl Default for StateSettings {
     fn default() -> Self {
         Self {
             url: "memory://".to_owned(),
+            key_prefix: "palisade:".to_owned(),
         }
     }
 }

@@ -127,6 +127,42 @@ impl TestApp {
             }
         }
         configure(&mut settings);
+        Some(Self::launch(settings, dir, backend, pg_schema).await)
+    }
+
+    /// A second instance over the same database (and whatever shared state `configure` names), as a
+    /// deployment with several instances runs. The first instance keeps ownership of the database.
+    pub async fn spawn_sibling(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = self.state.settings().clone();
+        settings.data_dir = dir.path().to_path_buf();
+        configure(&mut settings);
+        Self::launch(settings, dir, self.backend, None).await
+    }
+
+    /// A Redis URL for tests, if configured (`TEST_REDIS_URL`). Under `CI=true` its absence fails.
+    #[must_use]
+    pub fn redis_url() -> Option<String> {
+        match std::env::var("TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!(
+                        "CI=true but TEST_REDIS_URL is not set: Redis tests must not be skipped in CI"
+                    );
+                }
+                eprintln!("note: TEST_REDIS_URL is not set; skipping a Redis test");
+                None
+            }
+        }
+    }
+
+    async fn launch(
+        settings: Settings,
+        dir: tempfile::TempDir,
+        backend: Backend,
+        pg_schema: Option<(String, String)>,
+    ) -> Self {
         let auth = TestAuthenticator::default();
         let app = palisade_server::app::build_for_tests(settings, auth.clone())
             .await
@@ -148,7 +184,7 @@ impl TestApp {
             .await
             .expect("store")
             .expect("bootstrap created the system tenant");
-        Some(Self {
+        Self {
             base_url: format!("http://{addr}"),
             addr,
             state: app.state,
@@ -158,7 +194,7 @@ impl TestApp {
             _dir: dir,
             pg_schema,
             server,
-        })
+        }
     }
 
     /// Every message the development outbox holds, oldest first.

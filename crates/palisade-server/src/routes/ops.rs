@@ -98,7 +98,16 @@ async fn get_ready(State(app): State<AppState>) -> Response {
     } else {
         "unavailable"
     };
-    let state = "ok";
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.auth().state.health.ping(),
+    )
+    .await;
+    let state = if matches!(ping, Ok(Ok(()))) {
+        "ok"
+    } else {
+        "unavailable"
+    };
     let ok = database == "ok" && state == "ok";
     let body = ReadyView {
         status: if ok { "ok" } else { "unavailable" },

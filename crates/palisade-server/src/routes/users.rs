@@ -240,6 +240,12 @@ async fn create_user(
         )
         .await
         .map_err(|e| match e {
+            StoreError::Conflict { constraint } if constraint.contains("phone") => {
+                ApiError::Conflict {
+                    code: "user.phone_taken",
+                    detail: "A user with this phone number exists in the tenant.".to_owned(),
+                }
+            }
             StoreError::Conflict { .. } => ApiError::Conflict {
                 code: "user.email_taken",
                 detail: "A user with this e-mail exists in the tenant.".to_owned(),

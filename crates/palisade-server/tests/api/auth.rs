@@ -298,7 +298,90 @@ async fn tokens_signed_before_a_rotation_verify_until_they_expire(app: TestApp) 
     assert_eq!(keys.retire_due().await.unwrap(), 0);
 }
 
+async fn a_logout_on_one_instance_is_seen_by_another_sharing_redis(app: TestApp) {
+    let Some(redis) = TestApp::redis_url() else {
+        return;
+    };
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4().simple());
+    let shared = |s: &mut palisade_server::config::Settings| {
+        s.state.url = redis.clone();
+        s.state.key_prefix = prefix.clone();
+    };
+    // Two instances over one database and one Redis.
+    let one = app.spawn_sibling(shared).await;
+    let two = app.spawn_sibling(shared).await;
+    let tokens = one.sign_in("owner@localhost", "system").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        two.bearer(access).get("/v1/me").await.status(),
+        200,
+        "the second instance accepts the token"
+    );
+
+    assert_eq!(
+        one.bearer(access)
+            .post("/v1/auth/logout", &json!({}))
+            .await
+            .status(),
+        204
+    );
+    expect_problem(
+        two.bearer(access).get("/v1/me").await,
+        401,
+        "auth.token_revoked",
+    )
+    .await;
+    let ready = palisade_testkit::json(two.anonymous().get("/ready").await).await;
+    assert_eq!(ready["checks"]["state"], "ok");
+}
+
+async fn an_unreachable_revocation_list_fails_closed(app: TestApp) {
+    if TestApp::redis_url().is_none() {
+        return;
+    }
+    // A throwaway Redis that the test stops.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let started = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+        ])
+        .status();
+    if !started.is_ok_and(|s| s.success()) {
+        panic!("redis-server is needed for this test (TEST_REDIS_URL is set)");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let instance = app.spawn_sibling(|s| s.state.url = url.clone()).await;
+    let tokens = instance.sign_in("owner@localhost", "system").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(instance.bearer(access).get("/v1/me").await.status(), 200);
+
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "shutdown", "nosave"])
+        .status();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // SECURITY: the revocation check cannot run, so the token is not accepted.
+    let res = instance.bearer(access).get("/v1/me").await;
+    assert_eq!(res.headers().get("retry-after").unwrap(), "1");
+    expect_problem(res, 503, "state.unavailable").await;
+    assert_eq!(instance.anonymous().get("/ready").await.status(), 503);
+}
+
 each_backend!(
+    a_logout_on_one_instance_is_seen_by_another_sharing_redis,
+    an_unreachable_revocation_list_fails_closed,
     tokens_signed_before_a_rotation_verify_until_they_expire,
     signing_in_with_an_emailed_code_yields_a_working_es512_token,
     a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge,

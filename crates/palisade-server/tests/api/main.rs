@@ -11,6 +11,7 @@
 
 mod auth;
 mod config_start;
+mod forged_tokens;
 mod input;
 mod isolation;
 mod pipeline;
