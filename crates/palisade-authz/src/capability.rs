@@ -198,9 +198,19 @@ pub mod platform {
     /// End one's own sessions (logout, logout-all). Held by every signed-in user.
     pub const SELF_SESSION_REVOKE: Capability = Capability::from_static("self.session.revoke");
 
+    /// Enrol and confirm one's own TOTP, and step up. Held by every signed-in user.
+    pub const SELF_MFA_MANAGE: Capability = Capability::from_static("self.mfa.manage");
+    /// Disable one's own TOTP. Requires a recent step-up.
+    pub const SELF_MFA_DISABLE: Capability = Capability::from_static("self.mfa.disable");
+
     /// The self-service capabilities every signed-in user holds: they touch only the caller's own
-    /// sessions and profile.
-    pub const SELF_SERVICE: [Capability; 2] = [SELF_PROFILE_READ, SELF_SESSION_REVOKE];
+    /// sessions, second factor and profile.
+    pub const SELF_SERVICE: [Capability; 4] = [
+        SELF_PROFILE_READ,
+        SELF_SESSION_REVOKE,
+        SELF_MFA_MANAGE,
+        SELF_MFA_DISABLE,
+    ];
 
     fn def(name: Capability, description: &'static str, system_only: bool) -> CapabilityDef {
         CapabilityDef {
@@ -254,6 +264,19 @@ pub mod platform {
                 "End one's own sessions (logout, logout everywhere).",
                 false,
             ),
+            def(
+                SELF_MFA_MANAGE,
+                "Enrol and confirm one's own TOTP, and step up.",
+                false,
+            ),
+            CapabilityDef {
+                name: SELF_MFA_DISABLE,
+                description: Cow::Borrowed(
+                    "Disable one's own TOTP (needs a step-up within the window).",
+                ),
+                requires_mfa: true,
+                system_only: false,
+            },
             def(
                 ROUTE_READ,
                 "Read the route registry: every route with the capability it demands.",

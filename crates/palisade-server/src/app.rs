@@ -162,6 +162,8 @@ pub async fn auth_context(
         code_hasher: KeyedHasher::new(master.derive("palisade/otp-code/v1")),
         destination_hasher: KeyedHasher::new(master.derive("palisade/otp-destination/v1")),
         refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),
+        recovery_hasher: KeyedHasher::new(master.derive("palisade/recovery-code/v1")),
+        totp_key: master.derive("palisade/totp/v1"),
     })
 }
 

@@ -268,6 +268,11 @@ impl BearerAuthenticator {
 #[async_trait]
 impl Authenticator for BearerAuthenticator {
     async fn authenticate(&self, headers: &HeaderMap) -> AuthOutcome {
+        // SECURITY: Authorization is not a list header (RFC 9110 §11.6.2). Two of them could make a
+        // proxy and this server disagree about who is calling, so any repetition is refused.
+        if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+            return AuthOutcome::Rejected("auth.invalid_token");
+        }
         let Some(raw) = headers.get(header::AUTHORIZATION) else {
             return if crate::authn::presents_credential(headers) {
                 AuthOutcome::Rejected("auth.invalid_token")

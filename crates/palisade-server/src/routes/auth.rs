@@ -52,6 +52,10 @@ pub struct AuthContext {
     pub destination_hasher: KeyedHasher,
     /// Hashes refresh tokens.
     pub refresh_hasher: KeyedHasher,
+    /// Hashes recovery codes.
+    pub recovery_hasher: KeyedHasher,
+    /// Seals TOTP secrets.
+    pub totp_key: palisade_crypto::DerivedKey,
 }
 
 /// Disposable e-mail domains refused by default (extend with `auth.otp.disposable_domains`).
@@ -395,7 +399,11 @@ async fn start_otp(
         .into_response())
 }
 
-async fn issue_tokens(
+/// Issues an access token and a refresh token (a new family unless `family` continues one).
+///
+/// # Errors
+/// Store and signing failures.
+pub(crate) async fn issue_tokens(
     app: &AppState,
     user: &User,
     family: Option<String>,
@@ -461,7 +469,7 @@ async fn issue_tokens(
 async fn verify_otp(
     State(app): State<AppState>,
     Json(body): Json<OtpVerifyRequest>,
-) -> ApiResult<AxumJson<TokenView>> {
+) -> ApiResult<AxumJson<serde_json::Value>> {
     let auth = app.auth();
     let settings = &app.settings().auth.otp;
     let stores = app.stores();
@@ -521,9 +529,19 @@ async fn verify_otp(
         .await?
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(invalid_code)?;
+    let mfa = stores.mfa.get_mfa(&scope, user.id).await?;
+    if mfa.is_some_and(|m| m.totp_enabled) {
+        // The second factor is still owed: hand out a short-lived, single-use MFA token instead.
+        let view = crate::routes::mfa::mint_mfa_token(&app, user.id, tenant.id)?;
+        return Ok(AxumJson(
+            serde_json::to_value(view).map_err(ApiError::internal)?,
+        ));
+    }
     let tokens = issue_tokens(&app, &user, None, vec!["otp".to_owned()], now).await?;
     tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, tenant = %tenant.id, "signed in");
-    Ok(AxumJson(tokens))
+    Ok(AxumJson(
+        serde_json::to_value(tokens).map_err(ApiError::internal)?,
+    ))
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod meta;
+pub mod mfa;
 pub mod ops;
 pub mod tenants;
 pub mod users;
@@ -21,6 +22,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = ops::register(router);
     let router = meta::register(router);
     let router = auth::register(router);
+    let router = mfa::register(router);
     let router = tenants::register(router);
     users::register(router)
 }

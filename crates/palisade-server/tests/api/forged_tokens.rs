@@ -931,4 +931,70 @@ async fn forged_bearer_tokens_are_refused_for_the_right_reason(app: TestApp) {
     assert_eq!(res.status(), 200, "the genuine refresh token still works");
 }
 
-each_backend!(forged_bearer_tokens_are_refused_for_the_right_reason);
+/// Two `Authorization` field lines, one genuine and one forged, are ambiguous: `Authorization` is not
+/// a list field (RFC 9110 §5.3 forbids a sender to repeat it) and RFC 6750 §3.1 calls a request that
+/// "repeats the same parameter" `invalid_request`. Which credential counts must never depend on the
+/// order of the lines, or an intermediary that checks the last line and the server that uses the
+/// first disagree about who is calling (the same parser differential as duplicate JSON members).
+/// So both orders are refused: 400 `invalid_request` or 401 `invalid_token`, never 200.
+async fn two_authorization_headers_are_refused_whatever_their_order(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    let genuine = bearer(tokens["access_token"].as_str().unwrap());
+    let (_, payload, _) = segments(tokens["access_token"].as_str().unwrap());
+    let mut claims = decode_json(&payload);
+    claims["sub"] = json!(uuid::Uuid::now_v7().to_string());
+    let forged = bearer(&format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"at+jwt"}"#),
+        b64(claims.to_string())
+    ));
+    // Control: the genuine line alone is accepted.
+    let res = present(&app, Method::GET, "/v1/me", &genuine).await;
+    assert_eq!(res.status(), 200);
+
+    for (order, first, second) in [
+        ("forged line, then genuine line", &forged, &genuine),
+        ("genuine line, then forged line", &genuine, &forged),
+    ] {
+        for path in ["/v1/me", "/v1/tenants"] {
+            let res = app
+                .anonymous()
+                .request(Method::GET, path)
+                .header(AUTHORIZATION, HeaderValue::from_str(first).unwrap())
+                .header(AUTHORIZATION, HeaderValue::from_str(second).unwrap())
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            assert!(
+                status == 400 || status == 401,
+                "{order} on {path}: status {status}, expected 400 or 401 (the first line was \
+                 used and the second ignored)"
+            );
+            let challenge = res
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                challenge.starts_with("Bearer")
+                    && (challenge.contains(r#"error="invalid_request""#)
+                        || challenge.contains(r#"error="invalid_token""#)),
+                "{order} on {path}: WWW-Authenticate {challenge:?}"
+            );
+            let ct = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(ct, "application/problem+json", "{order} on {path}");
+        }
+    }
+}
+
+each_backend!(
+    forged_bearer_tokens_are_refused_for_the_right_reason,
+    two_authorization_headers_are_refused_whatever_their_order,
+);

@@ -14,6 +14,7 @@ mod config_start;
 mod forged_tokens;
 mod input;
 mod isolation;
+mod mfa;
 mod pipeline;
 mod registry;
 mod tenants;

@@ -248,6 +248,7 @@ fn system_scope_is_used_only_where_reviewed() {
         ("guard.rs", "InternalRole::Authentication"),
         ("keyring.rs", "InternalRole::KeyRotation"),
         ("auth.rs", "InternalRole::SignIn"),
+        ("mfa.rs", "InternalRole::SignIn"),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
