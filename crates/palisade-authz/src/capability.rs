@@ -188,6 +188,14 @@ pub mod platform {
     pub const USER_UPDATE: Capability = Capability::from_static("platform.user.update");
     /// Delete users.
     pub const USER_DELETE: Capability = Capability::from_static("platform.user.delete");
+    /// Read the custom roles of the selected tenant.
+    pub const ROLE_READ: Capability = Capability::from_static("platform.role.read");
+    /// Create custom roles in the selected tenant.
+    pub const ROLE_CREATE: Capability = Capability::from_static("platform.role.create");
+    /// Change a custom role's inheritance or capabilities.
+    pub const ROLE_UPDATE: Capability = Capability::from_static("platform.role.update");
+    /// Delete custom roles that nothing uses.
+    pub const ROLE_DELETE: Capability = Capability::from_static("platform.role.delete");
     /// Read the capability registry.
     pub const CAPABILITY_READ: Capability = Capability::from_static("platform.capability.read");
     /// Read the route registry (method, path, capability).
@@ -249,6 +257,26 @@ pub mod platform {
                 false,
             ),
             def(USER_DELETE, "Delete users of the selected tenant.", false),
+            def(
+                ROLE_READ,
+                "Read the custom roles of the selected tenant.",
+                false,
+            ),
+            def(
+                ROLE_CREATE,
+                "Create custom roles in the selected tenant (never granting more than the creator holds).",
+                false,
+            ),
+            def(
+                ROLE_UPDATE,
+                "Change a custom role's inherited roles and capabilities.",
+                false,
+            ),
+            def(
+                ROLE_DELETE,
+                "Delete custom roles that no user holds and no role inherits.",
+                false,
+            ),
             def(
                 CAPABILITY_READ,
                 "Read the registry of capabilities with their descriptions.",

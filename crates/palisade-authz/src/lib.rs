@@ -7,16 +7,22 @@
 //! - A [`TenantScope`] can only be constructed in this crate, by [`decide`] on Allow (or, for explicitly
 //!   named internal work, by [`SystemScope`]); store methods that touch tenant-owned rows take one, so a
 //!   handler cannot query tenant data without having passed authorization.
+//! - Custom roles resolve through [`RoleGraph`], which fails closed: a role that is unknown, cyclic or
+//!   too deep grants nothing.
 //! - No I/O: callers load tenants and roles and pass them in.
 
 pub mod capability;
 pub mod decide;
+pub mod inherit;
 pub mod principal;
 pub mod role;
 pub mod scope;
 
 pub use capability::{Access, Capability, CapabilityDef, CapabilityRegistry, RegistryError};
 pub use decide::{Decision, DenyReason, decide};
+pub use inherit::{
+    MAX_INHERIT_DEPTH, RoleDef, RoleError, RoleGraph, first_excess, is_valid_role_name,
+};
 pub use principal::{AuthMethod, Principal};
 pub use role::{BuiltinRole, RoleSet};
 pub use scope::{InternalRole, SystemScope, TenantRef, TenantScope};

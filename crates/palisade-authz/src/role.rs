@@ -9,8 +9,8 @@
 //! | `viewer` | declared-resource capabilities ending in `read`, `list` (not field-level) |
 //!
 //! Every signed-in user also holds the self-service capabilities (`self.profile.read`,
-//! `self.session.revoke`), whatever its roles. Custom roles with inheritance arrive later (issue 5);
-//! an unknown role name grants nothing.
+//! `self.session.revoke`), whatever its roles. Tenants add custom roles with inheritance on top of
+//! these (see [`crate::inherit`]); an unknown role name grants nothing.
 
 use std::collections::BTreeSet;
 

@@ -121,6 +121,14 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 422 with field errors.
     Validation(Vec<FieldError>),
+    /// 422 for a well-formed request that breaks a rule spanning several fields or records (e.g. a
+    /// role inheritance cycle), with its own code.
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// Safe detail.
+        detail: String,
+    },
     /// 429.
     RateLimited {
         /// Seconds until a retry may succeed.
@@ -163,6 +171,9 @@ impl ApiError {
                 "The resource does not exist.".to_owned(),
             ),
             Self::Conflict { code, detail } => (StatusCode::CONFLICT, code, detail.clone()),
+            Self::Unprocessable { code, detail } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, detail.clone())
+            }
             Self::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "request.unsupported_media_type",

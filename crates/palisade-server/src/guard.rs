@@ -1,7 +1,8 @@
 //! The authorization layer: one instance per protected route, carrying that route's capability.
 //!
 //! For a protected route it (1) authenticates the request, (2) loads the caller's home tenant and user
-//! and resolves their capabilities from their roles, (3) picks the target tenant (home, or
+//! and resolves their capabilities from their roles (built-in, and the home tenant's custom roles with
+//! inheritance), (3) picks the target tenant (home, or
 //! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], and on Allow inserts the
 //! [`palisade_authz::Principal`] and [`palisade_authz::TenantScope`] for the handler.
 //!
@@ -13,8 +14,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_authz::{
-    Access, Capability, Decision, DenyReason, InternalRole, Principal, RoleSet, SystemScope,
-    TenantRef, decide,
+    Access, BuiltinRole, Capability, Decision, DenyReason, InternalRole, Principal, RoleGraph,
+    SystemScope, TenantRef, decide,
 };
 use palisade_domain::{TenantId, UserStatus};
 use time::OffsetDateTime;
@@ -160,7 +161,22 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
     {
         return Err(refused("The credential was revoked."));
     }
-    let capabilities = RoleSet::new(app.capabilities()).resolve_for_user(&user.roles);
+    // Custom roles are resolved against the home tenant's definitions, loaded only when the user holds
+    // a name that is not built-in (one query). SECURITY: resolution fails closed: an unknown or deleted
+    // role, or one whose inheritance is cyclic or too deep, grants nothing; a store error denies (503).
+    let graph = if user.roles.iter().all(|r| BuiltinRole::parse(r).is_some()) {
+        RoleGraph::builtin(app.capabilities())
+    } else {
+        let roles = stores.roles.all_roles(&own).await?;
+        RoleGraph::new(
+            app.capabilities(),
+            roles.into_iter().map(|r| {
+                let def = r.to_def();
+                (r.name, def)
+            }),
+        )
+    };
+    let capabilities = graph.resolve_for_user(&user.roles);
     Ok(Principal {
         subject: user.id,
         home: home_ref,

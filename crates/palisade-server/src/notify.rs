@@ -24,6 +24,9 @@ pub trait CodeSender: Send + Sync {
         destination: &str,
         code: &SecretString,
     ) -> Result<(), SendError>;
+
+    /// Sends a security notice (e.g. "TOTP was disabled") by e-mail.
+    async fn notice(&self, email: &str, subject: &str, text: &str) -> Result<(), SendError>;
 }
 
 /// The development outbox.
@@ -44,20 +47,8 @@ impl Outbox {
     }
 }
 
-#[async_trait]
-impl CodeSender for Outbox {
-    async fn send(
-        &self,
-        channel: OtpChannel,
-        destination: &str,
-        code: &SecretString,
-    ) -> Result<(), SendError> {
-        let line = serde_json::json!({
-            "channel": channel.as_str(),
-            "destination": destination,
-            "code": code.expose_secret(),
-            "at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        });
+impl Outbox {
+    async fn append(&self, line: serde_json::Value) -> Result<(), SendError> {
         let path = self.path.clone();
         let lock = self.lock.clone();
         tokio::task::spawn_blocking(move || {
@@ -78,5 +69,41 @@ impl CodeSender for Outbox {
         })
         .await
         .map_err(|e| SendError(e.to_string()))?
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl CodeSender for Outbox {
+    async fn send(
+        &self,
+        channel: OtpChannel,
+        destination: &str,
+        code: &SecretString,
+    ) -> Result<(), SendError> {
+        self.append(serde_json::json!({
+            "channel": channel.as_str(),
+            "destination": destination,
+            "code": code.expose_secret(),
+            "at": now_rfc3339(),
+        }))
+        .await
+    }
+
+    async fn notice(&self, email: &str, subject: &str, text: &str) -> Result<(), SendError> {
+        self.append(serde_json::json!({
+            "channel": "email",
+            "destination": email,
+            "kind": "notice",
+            "subject": subject,
+            "text": text,
+            "at": now_rfc3339(),
+        }))
+        .await
     }
 }

@@ -17,17 +17,17 @@
 //!   backend-specific: connection setup, pragmas, migrations, error translation.
 //! - `schema` names tables and columns; `codec` fixes the storage representation (ids as canonical UUID
 //!   text, timestamps as integer microseconds; see that module for why) and pagination.
-//! - `tenants`, `users`, `health`, and the sign-in stores `signing_keys`, `otp`, `refresh`, `mfa`: the
-//!   stores, each written once, generic over the dialect.
+//! - `tenants`, `users`, `roles` (custom roles), `health`, and the sign-in stores `signing_keys`,
+//!   `otp`, `refresh`, `mfa`: the stores, each written once, generic over the dialect.
 //!
 //! Invariants:
 //! - Every statement is built once with sea-query and rendered by the dialect; no store method
 //!   branches on the backend. The conformance suite (`palisade_store::conformance`) runs on both.
 //! - Every value is a bound parameter. The only SQL assembled from strings is test-schema DDL over an
 //!   identifier checked to be plain (`postgres.rs`).
-//! - SECURITY: tenant-owned queries filter by the caller's `TenantScope`: users, MFA state and refresh
-//!   families by `tenant_id = scope.tenant_id()`, tenants by the scope's materialised-path prefix. The
-//!   documented unscoped exceptions are sign-in paths keyed by an unguessable id or a presented token
+//! - SECURITY: tenant-owned queries filter by the caller's `TenantScope`: users, MFA state, refresh
+//!   families and custom roles by `tenant_id = scope.tenant_id()`, tenants by the scope's
+//!   materialised-path prefix. The documented unscoped exceptions are sign-in paths keyed by an unguessable id or a presented token
 //!   (OTP challenges, refresh rotation) and the deployment-wide signing keys.
 //! - SECURITY: single-use decisions (OTP consumption, TOTP steps, recovery codes, refresh rotation, the
 //!   one active signing key) are made by one conditional write or a locked read in a write
@@ -50,6 +50,7 @@ mod mfa;
 mod otp;
 mod postgres;
 mod refresh;
+mod roles;
 mod schema;
 mod signing_keys;
 mod sqlite;
@@ -125,6 +126,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
     Stores {
         tenants: Arc::new(tenants::SqlTenantStore::<D>::new(pool.clone())),
         users: Arc::new(users::SqlUserStore::<D>::new(pool.clone())),
+        roles: Arc::new(roles::SqlRoleStore::<D>::new(pool.clone())),
         health: Arc::new(health::SqlHealth::<D>::new(pool.clone())),
         signing_keys: Arc::new(signing_keys::SqlSigningKeyStore::<D>::new(pool.clone())),
         otp: Arc::new(otp::SqlOtpStore::<D>::new(pool.clone())),

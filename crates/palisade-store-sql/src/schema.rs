@@ -42,6 +42,18 @@ pub(crate) enum UserRoles {
     Role,
 }
 
+/// `custom_roles`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum CustomRoles {
+    Table,
+    TenantId,
+    Name,
+    Inherits,
+    Capabilities,
+    CreatedAt,
+    UpdatedAt,
+}
+
 /// `signing_keys` (deployment-wide, not tenant-owned).
 #[derive(IdenStatic, Clone, Copy)]
 pub(crate) enum SigningKeys {

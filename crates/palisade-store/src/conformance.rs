@@ -17,7 +17,9 @@
 //!   (with the private part wiped), at most one active key, atomic OTP attempt counts and single-use
 //!   challenges, refresh-token rotation with reuse detection (exactly one winner of a race; the family
 //!   revoked on reuse), token-version bumps, TOTP steps and recovery codes accepted once, tenant
-//!   scoping of every per-user operation, and cascades from a deleted user.
+//!   scoping of every per-user operation, and cascades from a deleted user;
+//! - custom roles (the cases in `conformance/roles.rs`): tenant scoping, names unique per tenant
+//!   (`custom_roles.tenant_id_name`), pagination by name, and no delete of a role in use.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -36,7 +38,9 @@ use crate::{
 };
 
 mod identity;
+mod roles;
 pub use identity::*;
+pub use roles::*;
 
 /// A boxed run of one case, taking the stores by value so a runner can spawn it on a task (and
 /// clean up after a panic).
@@ -92,6 +96,10 @@ pub const CASES: &[Case] = &[
     case!(recovery_codes_are_single_use),
     case!(deleting_a_user_cascades_to_sign_in_state),
     case!(phone_lookup_is_scoped_and_unique),
+    case!(custom_roles_are_scoped_to_the_tenant),
+    case!(custom_role_names_are_unique_per_tenant),
+    case!(custom_roles_page_by_name),
+    case!(a_custom_role_in_use_cannot_be_deleted),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -132,6 +140,10 @@ macro_rules! conformance_tests {
             recovery_codes_are_single_use,
             deleting_a_user_cascades_to_sign_in_state,
             phone_lookup_is_scoped_and_unique,
+            custom_roles_are_scoped_to_the_tenant,
+            custom_role_names_are_unique_per_tenant,
+            custom_roles_page_by_name,
+            a_custom_role_in_use_cannot_be_deleted,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

@@ -19,12 +19,14 @@ use time::OffsetDateTime;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
+pub mod roles;
 
 pub use identity::{
     MfaState, MfaStore, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey,
     OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
     SigningKeyStatus, SigningKeyStore,
 };
+pub use roles::{CustomRole, NewRole, ROLE_IN_USE, RolePatch, RoleStore};
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +257,8 @@ pub struct Stores {
     pub tenants: std::sync::Arc<dyn TenantStore>,
     /// Users.
     pub users: std::sync::Arc<dyn UserStore>,
+    /// Custom roles.
+    pub roles: std::sync::Arc<dyn RoleStore>,
     /// Health.
     pub health: std::sync::Arc<dyn StoreHealth>,
     /// Token-signing keys.

@@ -161,6 +161,25 @@ fn open_secret(app: &AppState, user: UserId, sealed: &str) -> ApiResult<TotpSecr
     TotpSecret::from_bytes(bytes.expose_secret()).map_err(ApiError::internal)
 }
 
+/// Tells the user by e-mail that their second factor changed (off the request path).
+async fn send_notice(
+    app: &AppState,
+    scope: &TenantScope,
+    user: UserId,
+    subject: &'static str,
+    text: &'static str,
+) {
+    let Ok(Some(u)) = app.stores().users.get_user(scope, user).await else {
+        return;
+    };
+    let sender = app.auth().sender.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sender.notice(&u.email, subject, text).await {
+            tracing::error!(target: "palisade::notify", error = %e, "security notice not delivered");
+        }
+    });
+}
+
 fn now_unix() -> u64 {
     u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
 }
@@ -285,6 +304,7 @@ async fn confirm_totp(
         .enable_totp(&scope, caller.subject, hashes)
         .await?;
     tracing::info!(target: "security", event = "mfa.totp_enabled", user = %caller.subject, "TOTP enabled");
+    send_notice(&app, &scope, caller.subject, "Two-factor sign-in was turned on", "TOTP was enabled on your Palisade account. If this was not you, contact your administrator.").await;
     Ok(AxumJson(RecoveryCodesView {
         recovery_codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect(),
     }))
@@ -306,6 +326,7 @@ async fn disable_totp(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(target: "security", event = "mfa.totp_disabled", user = %caller.subject, "TOTP disabled");
+    send_notice(&app, &scope, caller.subject, "Two-factor sign-in was turned off", "TOTP was disabled on your Palisade account. If this was not you, contact your administrator.").await;
     Ok(StatusCode::NO_CONTENT)
 }
 

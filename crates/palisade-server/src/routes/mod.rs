@@ -4,6 +4,7 @@ pub mod auth;
 pub mod meta;
 pub mod mfa;
 pub mod ops;
+pub mod roles;
 pub mod tenants;
 pub mod users;
 
@@ -24,6 +25,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = auth::register(router);
     let router = mfa::register(router);
     let router = tenants::register(router);
+    let router = roles::register(router);
     users::register(router)
 }
 

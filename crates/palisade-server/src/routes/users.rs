@@ -1,14 +1,17 @@
 //! `/v1/users`: users of the selected tenant.
 //!
-//! SECURITY: a caller can only hand out roles whose capabilities it holds itself (no escalation), and
-//! `system_admin` / `partner_admin` exist only in the system / a partner tenant. Every store call takes
-//! the guard's scope.
+//! SECURITY: a caller can only hand out roles whose capabilities it holds itself (no escalation; a
+//! custom role counts with everything it inherits), and `system_admin` / `partner_admin` exist only in
+//! the system / a partner tenant. Role names are checked against the built-in roles and the custom
+//! roles of the selected tenant, never another tenant's. Every store call takes the guard's scope.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use palisade_authz::{Access, BuiltinRole, Principal, RoleSet, TenantScope, capability::platform};
-use palisade_domain::{TenantKind, UserId, UserStatus};
+use palisade_authz::{
+    Access, BuiltinRole, Principal, RoleGraph, TenantScope, capability::platform, first_excess,
+};
+use palisade_domain::{UserId, UserStatus};
 use palisade_store::{NewUser, StoreError, User, UserPatch};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -16,6 +19,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Caller, Json, Path, Query, Scoped};
 use crate::router::{SecureRouter, op};
+use crate::routes::roles::{builtin_not_allowed, escalation, role_graph};
 use crate::routes::tenants::rfc3339;
 use crate::routes::{ListParams, PageView, page_view};
 use crate::state::AppState;
@@ -123,8 +127,9 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
 
 const MAX_ROLES: usize = 16;
 
-/// Checks a requested role set: known names, allowed in this tenant, no escalation.
-fn check_roles(
+/// Checks a requested role set against the roles of the scope's tenant (built-in and custom): known
+/// names, allowed in this tenant, resolvable, and no escalation.
+async fn check_roles(
     app: &AppState,
     caller: &Principal,
     scope: &TenantScope,
@@ -133,47 +138,75 @@ fn check_roles(
     if roles.len() > MAX_ROLES {
         return Err(ApiError::field("roles", "too_many", "at most 16 roles"));
     }
+    let graph = tenant_roles(app, scope, roles).await?;
     let mut errors = Vec::new();
     for (i, name) in roles.iter().enumerate() {
         let field = format!("roles[{i}]");
-        match BuiltinRole::parse(name) {
-            None => errors.push(FieldError::new(
+        if !graph.is_known(name) {
+            errors.push(FieldError::new(
                 field,
                 "unknown_role",
                 "is not a known role",
-            )),
-            Some(BuiltinRole::SystemAdmin) if scope.tenant().kind != TenantKind::System => {
-                errors.push(FieldError::new(
-                    field,
-                    "role_not_allowed",
-                    "system_admin exists only in the system tenant",
-                ));
-            }
-            Some(BuiltinRole::PartnerAdmin) if scope.tenant().kind != TenantKind::Partner => {
-                errors.push(FieldError::new(
-                    field,
-                    "role_not_allowed",
-                    "partner_admin exists only in partner tenants",
-                ));
-            }
-            Some(_) => {}
+            ));
+        } else if let Some(msg) =
+            BuiltinRole::parse(name).and_then(|b| builtin_not_allowed(b, scope.tenant().kind))
+        {
+            errors.push(FieldError::new(field, "role_not_allowed", msg));
+        } else if graph.check(name).is_err() {
+            // Only reachable through data written around the API's checks (or a race): refuse rather
+            // than hand out a role that grants nothing today and something else tomorrow.
+            errors.push(FieldError::new(
+                field,
+                "role_invalid",
+                "does not resolve (its inheritance is broken)",
+            ));
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let wanted = RoleSet::new(app.capabilities()).resolve(roles);
-    // SECURITY: a role can never grant more than its creator holds.
-    if let Some(missing) = wanted.iter().find(|c| !caller.capabilities.contains(*c)) {
-        return Err(ApiError::Forbidden {
-            code: "authz.role_escalation",
-            detail: format!("You cannot grant roles carrying `{missing}`, which you do not hold."),
-        });
+    // SECURITY: a role can never grant more than its creator holds; custom roles count with everything
+    // they inherit.
+    let wanted = graph.resolve(roles);
+    if let Some(missing) = first_excess(&wanted, &caller.capabilities) {
+        return Err(escalation(missing));
     }
     let mut out = roles.to_vec();
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The role graph of the scope's tenant; custom roles are loaded only when a name is not built-in.
+async fn tenant_roles<'a>(
+    app: &'a AppState,
+    scope: &TenantScope,
+    names: &[String],
+) -> ApiResult<RoleGraph<'a>> {
+    if names.iter().all(|n| BuiltinRole::parse(n).is_some()) {
+        return Ok(RoleGraph::builtin(app.capabilities()));
+    }
+    Ok(role_graph(app, scope).await?.0)
+}
+
+/// SECURITY: nobody may modify or delete a user who holds capabilities the caller lacks (custom roles
+/// resolved in the user's tenant).
+async fn ensure_within_reach(
+    app: &AppState,
+    caller: &Principal,
+    scope: &TenantScope,
+    user: &User,
+) -> ApiResult<()> {
+    let theirs = tenant_roles(app, scope, &user.roles)
+        .await?
+        .resolve(&user.roles);
+    if first_excess(&theirs, &caller.capabilities).is_some() {
+        return Err(ApiError::Forbidden {
+            code: "authz.role_escalation",
+            detail: "This user holds capabilities you do not.".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn parse_user_id(s: &str) -> ApiResult<UserId> {
@@ -226,7 +259,7 @@ async fn create_user(
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let roles = check_roles(&app, &caller, &scope, &body.roles)?;
+    let roles = check_roles(&app, &caller, &scope, &body.roles).await?;
     let user = app
         .stores()
         .users
@@ -301,16 +334,9 @@ async fn update_user(
         .ok_or(ApiError::NotFound {
             code: "user.not_found",
         })?;
-    // SECURITY: nobody may modify a user who holds capabilities the caller lacks.
-    let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
-    if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
-        return Err(ApiError::Forbidden {
-            code: "authz.role_escalation",
-            detail: "This user holds capabilities you do not.".to_owned(),
-        });
-    }
+    ensure_within_reach(&app, &caller, &scope, &existing).await?;
     let roles = match &body.roles {
-        Some(r) => Some(check_roles(&app, &caller, &scope, r)?),
+        Some(r) => Some(check_roles(&app, &caller, &scope, r).await?),
         None => None,
     };
     let user = app
@@ -350,13 +376,7 @@ async fn delete_user(
         .ok_or(ApiError::NotFound {
             code: "user.not_found",
         })?;
-    let theirs = RoleSet::new(app.capabilities()).resolve(&existing.roles);
-    if theirs.iter().any(|c| !caller.capabilities.contains(c)) {
-        return Err(ApiError::Forbidden {
-            code: "authz.role_escalation",
-            detail: "This user holds capabilities you do not.".to_owned(),
-        });
-    }
+    ensure_within_reach(&app, &caller, &scope, &existing).await?;
     app.stores()
         .users
         .delete_user(&scope, id)

@@ -187,6 +187,20 @@ async fn totp_enrolment_step_up_recovery_and_disable(app: TestApp) {
 
     // With the step-up, TOTP can be disabled; sign-in is one step again.
     assert_eq!(stepped_me.delete("/v1/auth/totp").await.status(), 204);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let notices: Vec<String> = app
+        .outbox()
+        .iter()
+        .filter(|m| m["kind"] == "notice" && m["destination"] == "owner@localhost")
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            "Two-factor sign-in was turned on",
+            "Two-factor sign-in was turned off"
+        ]
+    );
     let plain = start_and_verify(&app).await;
     assert!(plain["access_token"].is_string());
 }

@@ -1,0 +1,277 @@
+//! [`RoleStore`] for every dialect: each statement is built once with sea-query.
+//!
+//! Invariants:
+//! - SECURITY: every statement filters by `tenant_id = scope.tenant_id()`, including the usage checks
+//!   (users and inheriting roles of the same tenant only). A role of another tenant is invisible:
+//!   `None` on reads, `NotFound` on writes.
+//! - `inherits` and `capabilities` are JSON arrays, written sorted and de-duplicated (see `codec`).
+//! - A delete decides "in use" and deletes in one write transaction, after locking the role's row
+//!   (SQLite's `BEGIN IMMEDIATE` serialises it with every other writer). Should a concurrent write on
+//!   PostgreSQL still assign a role that is being deleted, the dangling name grants nothing: resolution
+//!   treats an unknown role as granting nothing.
+
+use async_trait::async_trait;
+use palisade_authz::TenantScope;
+use palisade_store::{
+    CustomRole, NewRole, Page, PageRequest, ROLE_IN_USE, RolePatch, RoleStore, StoreError,
+    StoreResult,
+};
+use sea_query::{Expr, ExprTrait, LockType, Order, Query, SelectStatement};
+
+use crate::codec::{
+    fetch_size, from_json_list, from_micros, into_page, now, parse_stored, to_json_list, to_micros,
+};
+use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
+use crate::schema::{CustomRoles, UserRoles, col};
+
+/// Custom roles over one dialect's pool.
+pub(crate) struct SqlRoleStore<D: Dialect> {
+    pool: sqlx::Pool<D::DB>,
+}
+
+impl<D: Dialect> SqlRoleStore<D> {
+    /// A store over `pool`.
+    pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
+        Self { pool }
+    }
+}
+
+/// The scope's tenant id as stored.
+fn tenant_of(scope: &TenantScope) -> String {
+    scope.tenant_id().to_string()
+}
+
+/// Sorts and de-duplicates names, the form they are stored and returned in.
+fn normalise(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `SELECT <role columns> FROM custom_roles WHERE tenant_id = <scope>`: every role read starts here.
+fn select_roles(scope: &TenantScope) -> SelectStatement {
+    Query::select()
+        .columns([
+            CustomRoles::TenantId,
+            CustomRoles::Name,
+            CustomRoles::Inherits,
+            CustomRoles::Capabilities,
+            CustomRoles::CreatedAt,
+            CustomRoles::UpdatedAt,
+        ])
+        .from(CustomRoles::Table)
+        .and_where(Expr::col(CustomRoles::TenantId).eq(tenant_of(scope)))
+        .take()
+}
+
+/// A row of [`select_roles`] as a [`CustomRole`].
+fn decode_role<D: Exec>(row: &DbRow<D>) -> StoreResult<CustomRole> {
+    Ok(CustomRole {
+        tenant_id: parse_stored(
+            &D::text(row, col(CustomRoles::TenantId))?,
+            "custom_roles.tenant_id",
+        )?,
+        name: D::text(row, col(CustomRoles::Name))?,
+        inherits: from_json_list(
+            &D::text(row, col(CustomRoles::Inherits))?,
+            "custom_roles.inherits",
+        )?,
+        capabilities: from_json_list(
+            &D::text(row, col(CustomRoles::Capabilities))?,
+            "custom_roles.capabilities",
+        )?,
+        created_at: from_micros(D::int(row, col(CustomRoles::CreatedAt))?)?,
+        updated_at: from_micros(D::int(row, col(CustomRoles::UpdatedAt))?)?,
+    })
+}
+
+/// The role `name` of the scope's tenant.
+async fn load_role<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    name: &str,
+) -> StoreResult<Option<CustomRole>> {
+    let stmt = select_roles(scope)
+        .and_where(Expr::col(CustomRoles::Name).eq(name))
+        .take();
+    D::fetch_optional(conn, D::render(&stmt))
+        .await?
+        .as_ref()
+        .map(decode_role::<D>)
+        .transpose()
+}
+
+/// Whether a user of the scope's tenant holds `name`, or another role of the tenant inherits it.
+async fn in_use<D: Exec>(conn: &mut Conn<D>, scope: &TenantScope, name: &str) -> StoreResult<bool> {
+    let held = Query::select()
+        .column(UserRoles::Role)
+        .from(UserRoles::Table)
+        .and_where(Expr::col(UserRoles::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(UserRoles::Role).eq(name))
+        .limit(1)
+        .take();
+    if D::fetch_optional(conn, D::render(&held)).await?.is_some() {
+        return Ok(true);
+    }
+    // `inherits` is JSON text; it is decoded and compared here rather than matched in SQL, which keeps
+    // the query portable and exact (a LIKE pattern would treat `_` in names as a wildcard).
+    let inheriting = Query::select()
+        .column(CustomRoles::Inherits)
+        .from(CustomRoles::Table)
+        .and_where(Expr::col(CustomRoles::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(CustomRoles::Name).ne(name))
+        .take();
+    for row in D::fetch_all(conn, D::render(&inheriting)).await? {
+        let inherits = from_json_list(
+            &D::text(&row, col(CustomRoles::Inherits))?,
+            "custom_roles.inherits",
+        )?;
+        if inherits.iter().any(|p| p == name) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[async_trait]
+impl<D: Exec> RoleStore for SqlRoleStore<D> {
+    async fn create_role(&self, scope: &TenantScope, new: NewRole) -> StoreResult<CustomRole> {
+        let at = now()?;
+        let micros = to_micros(at)?;
+        let role = CustomRole {
+            tenant_id: scope.tenant_id(),
+            name: new.name,
+            inherits: normalise(new.inherits),
+            capabilities: normalise(new.capabilities),
+            created_at: at,
+            updated_at: at,
+        };
+        let stmt = Query::insert()
+            .into_table(CustomRoles::Table)
+            .columns([
+                CustomRoles::TenantId,
+                CustomRoles::Name,
+                CustomRoles::Inherits,
+                CustomRoles::Capabilities,
+                CustomRoles::CreatedAt,
+                CustomRoles::UpdatedAt,
+            ])
+            .values([
+                tenant_of(scope).into(),
+                role.name.as_str().into(),
+                to_json_list(&role.inherits)?.into(),
+                to_json_list(&role.capabilities)?.into(),
+                micros.into(),
+                micros.into(),
+            ])
+            .map_err(|e| StoreError::Internal(Box::new(e)))?
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::execute(&mut conn, D::render(&stmt)).await?;
+        Ok(role)
+    }
+
+    async fn get_role(&self, scope: &TenantScope, name: &str) -> StoreResult<Option<CustomRole>> {
+        let mut conn = acquire::<D>(&self.pool).await?;
+        load_role::<D>(&mut conn, scope, name).await
+    }
+
+    async fn list_roles(
+        &self,
+        scope: &TenantScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<CustomRole>> {
+        let stmt = select_roles(scope)
+            .and_where_option(
+                page.after
+                    .as_deref()
+                    .map(|after| Expr::col(CustomRoles::Name).gt(after)),
+            )
+            .order_by(CustomRoles::Name, Order::Asc)
+            .limit(fetch_size(page))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let roles = D::fetch_all(&mut conn, D::render(&stmt))
+            .await?
+            .iter()
+            .map(decode_role::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(roles, page, |r| r.name.clone()))
+    }
+
+    async fn all_roles(&self, scope: &TenantScope) -> StoreResult<Vec<CustomRole>> {
+        let stmt = select_roles(scope)
+            .order_by(CustomRoles::Name, Order::Asc)
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::fetch_all(&mut conn, D::render(&stmt))
+            .await?
+            .iter()
+            .map(decode_role::<D>)
+            .collect()
+    }
+
+    async fn update_role(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        patch: RolePatch,
+    ) -> StoreResult<CustomRole> {
+        let mut update = Query::update();
+        update
+            .table(CustomRoles::Table)
+            .value(CustomRoles::UpdatedAt, to_micros(now()?)?)
+            .and_where(Expr::col(CustomRoles::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(CustomRoles::Name).eq(name));
+        if let Some(inherits) = patch.inherits {
+            update.value(CustomRoles::Inherits, to_json_list(&normalise(inherits))?);
+        }
+        if let Some(capabilities) = patch.capabilities {
+            update.value(
+                CustomRoles::Capabilities,
+                to_json_list(&normalise(capabilities))?,
+            );
+        }
+        // Write first (the UPDATE also proves the role is in the scope's tenant), then read back.
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        if D::execute(&mut tx, D::render(&update)).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let role = load_role::<D>(&mut tx, scope, name)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        commit::<D>(tx).await?;
+        Ok(role)
+    }
+
+    async fn delete_role(&self, scope: &TenantScope, name: &str) -> StoreResult<()> {
+        let lock = select_roles(scope)
+            .and_where(Expr::col(CustomRoles::Name).eq(name))
+            .lock(LockType::Update)
+            .take();
+        let delete = Query::delete()
+            .from_table(CustomRoles::Table)
+            .and_where(Expr::col(CustomRoles::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(CustomRoles::Name).eq(name))
+            .take();
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        if D::fetch_optional(&mut tx, D::render(&lock))
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound);
+        }
+        if in_use::<D>(&mut tx, scope, name).await? {
+            return Err(StoreError::Conflict {
+                constraint: ROLE_IN_USE.to_owned(),
+            });
+        }
+        D::execute(&mut tx, D::render(&delete)).await?;
+        commit::<D>(tx).await
+    }
+
+    async fn roles_in_use(&self, scope: &TenantScope, name: &str) -> StoreResult<bool> {
+        let mut conn = acquire::<D>(&self.pool).await?;
+        in_use::<D>(&mut conn, scope, name).await
+    }
+}
