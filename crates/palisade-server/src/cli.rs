@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             action: ConfigAction::Check,
         } => config_check(&settings),
         Command::Migrate => {
-            crate::logging::init(&settings.log.level);
+            let _log = crate::logging::init(&settings.log.level);
             match crate::app::open_database(&settings, true).await {
                 Ok(_) => {
                     say(&format!(
@@ -123,7 +123,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Bootstrap => {
-            crate::logging::init(&settings.log.level);
+            let _log = crate::logging::init(&settings.log.level);
             match crate::app::build(settings.clone()).await {
                 Ok(app) => match crate::app::bootstrap(&app.state).await {
                     Ok(o) => {
@@ -149,7 +149,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys {
             action: KeysAction::Rotate,
         } => {
-            crate::logging::init(&settings.log.level);
+            let _log = crate::logging::init(&settings.log.level);
             let ttl = time::Duration::seconds(
                 i64::try_from(settings.auth.access_ttl_secs).unwrap_or(900),
             );
@@ -205,7 +205,7 @@ fn config_check(settings: &Settings) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> ExitCode {
-    crate::logging::init(&settings.log.level);
+    let _log = crate::logging::init(&settings.log.level);
     for v in settings
         .verdicts()
         .iter()

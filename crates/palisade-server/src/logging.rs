@@ -7,7 +7,6 @@
 use std::io::{self, Write};
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// A writer that redacts each line before it reaches the inner writer.
 pub struct RedactingWriter<W: Write> {
@@ -60,28 +59,39 @@ impl<W: Write> Drop for RedactingWriter<W> {
     }
 }
 
-/// Makes a [`RedactingWriter`] over stderr for each event.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedactingStderr;
-
-impl<'a> MakeWriter<'a> for RedactingStderr {
-    type Writer = RedactingWriter<io::Stderr>;
-    fn make_writer(&'a self) -> Self::Writer {
-        RedactingWriter::new(io::stderr())
-    }
+/// Keeps the background log writer alive; dropping it flushes what is queued and stops it.
+#[must_use = "logs are flushed and the writer stops when the guard is dropped"]
+pub struct LogGuard {
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 /// Installs the global JSON subscriber (the binary calls this once; tests stay silent unless
 /// `TEST_LOG` is set).
-pub fn init(filter: &str) {
+///
+/// Formatting happens on the request's thread; redaction and writing happen on one background
+/// thread that batches lines into a buffered stderr, so request workers never contend for the
+/// stderr lock or pay a write syscall per line. The queue is not lossy: when it is full, logging
+/// waits rather than dropping lines.
+pub fn init(filter: &str) -> LogGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("palisade-log")
+        .finish(RedactingWriter::new(io::BufWriter::with_capacity(
+            64 * 1024,
+            io::stderr(),
+        )));
+    let installed = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)
-        .with_writer(RedactingStderr)
-        .try_init();
+        .with_writer(writer)
+        .try_init()
+        .is_ok();
+    LogGuard {
+        _writer: installed.then_some(guard),
+    }
 }
 
 #[cfg(test)]

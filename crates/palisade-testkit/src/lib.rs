@@ -107,7 +107,7 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = Settings::for_test(dir.path());
         if std::env::var("TEST_LOG").is_ok() {
-            palisade_server::logging::init("debug");
+            std::mem::forget(palisade_server::logging::init("debug"));
         }
         let mut pg_schema = None;
         match backend {
@@ -325,6 +325,39 @@ impl TestApp {
     /// Creates an ordinary tenant beneath the system tenant.
     pub async fn tenant(&self, slug: &str) -> TenantFixture<'_> {
         self.tenant_under(slug, TenantKind::Tenant, None).await
+    }
+
+    /// The users of `tenant` (up to 200), read directly from the store, for asserting side effects.
+    pub async fn users_of(&self, tenant: &Tenant) -> Vec<User> {
+        let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(tenant.to_ref());
+        let page = palisade_store::PageRequest {
+            limit: 200,
+            after: None,
+        };
+        self.state
+            .stores()
+            .users
+            .list_users(&scope, &page)
+            .await
+            .expect("store")
+            .items
+    }
+
+    /// Every tenant (up to 200), read directly from the store, for asserting side effects.
+    pub async fn all_tenants(&self) -> Vec<Tenant> {
+        let scope = SystemScope::internal(InternalRole::Bootstrap)
+            .tenant_scope(self.system_tenant.to_ref());
+        let page = palisade_store::PageRequest {
+            limit: 200,
+            after: None,
+        };
+        self.state
+            .stores()
+            .tenants
+            .list_tenants(&scope, &page)
+            .await
+            .expect("store")
+            .items
     }
 
     /// Re-reads a tenant (e.g. after children were added, for `has_children`).

@@ -2,51 +2,13 @@
 //! them, the tenants beneath it; anything else answers 404 exactly as if it did not exist, lists never
 //! show it, refused writes change nothing, and a list cursor works only where it was minted.
 
-use palisade_authz::{InternalRole, SystemScope};
 use palisade_domain::TenantKind;
-use palisade_store::{PageRequest, Tenant, User};
+use palisade_store::{Tenant, User};
 use palisade_testkit::{Actor, Role, TestApp, each_backend, json};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::{expect_problem, unknown_id};
-
-/// The users of `tenant`, read directly from the store.
-async fn users_of(app: &TestApp, tenant: &Tenant) -> Vec<User> {
-    let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(tenant.to_ref());
-    app.state
-        .stores()
-        .users
-        .list_users(
-            &scope,
-            &PageRequest {
-                limit: 200,
-                after: None,
-            },
-        )
-        .await
-        .unwrap()
-        .items
-}
-
-/// Every tenant, read directly from the store.
-async fn all_tenants(app: &TestApp) -> Vec<Tenant> {
-    let scope =
-        SystemScope::internal(InternalRole::Bootstrap).tenant_scope(app.system_tenant().to_ref());
-    app.state
-        .stores()
-        .tenants
-        .list_tenants(
-            &scope,
-            &PageRequest {
-                limit: 200,
-                after: None,
-            },
-        )
-        .await
-        .unwrap()
-        .items
-}
 
 fn user_id(actor: &Actor) -> String {
     actor.user.as_ref().unwrap().id.to_string()
@@ -139,8 +101,8 @@ async fn selecting_another_tenant_answers_like_an_unknown_or_malformed_tenant_on
     let a_admin = a.user(Role::TenantAdmin).await;
     let b_admin = b.user(Role::TenantAdmin).await;
     let _b_member = b.user(Role::Member).await;
-    let b_users_before = users_of(&app, &b.tenant).await;
-    let tenants_before = all_tenants(&app).await;
+    let b_users_before = app.users_of(&b.tenant).await;
+    let tenants_before = app.all_tenants().await;
     let b_id = b.tenant.id.to_string();
     let headers = [
         b_id.clone(),
@@ -168,8 +130,8 @@ async fn selecting_another_tenant_answers_like_an_unknown_or_malformed_tenant_on
     }
 
     // Nothing changed in tenant B or in the tenant tree.
-    assert_eq!(users_of(&app, &b.tenant).await, b_users_before);
-    assert_eq!(all_tenants(&app).await, tenants_before);
+    assert_eq!(app.users_of(&b.tenant).await, b_users_before);
+    assert_eq!(app.all_tenants().await, tenants_before);
     assert_eq!(
         b_admin.get("/v1/users").await.status(),
         200,
@@ -184,7 +146,7 @@ async fn another_tenants_user_id_answers_exactly_like_an_unknown_id(app: TestApp
     let a_admin = a.user(Role::TenantAdmin).await;
     let b_admin = b.user(Role::TenantAdmin).await;
     let b_member = b.user(Role::Member).await;
-    let b_users_before = users_of(&app, &b.tenant).await;
+    let b_users_before = app.users_of(&b.tenant).await;
     let patch = json!({"status": "disabled", "roles": ["viewer"]});
     let requests: [(Method, Option<&Value>); 3] = [
         (Method::GET, None),
@@ -235,7 +197,7 @@ async fn another_tenants_user_id_answers_exactly_like_an_unknown_id(app: TestApp
     }
 
     // B's users are untouched: same rows, same roles, same status, nobody deleted.
-    assert_eq!(users_of(&app, &b.tenant).await, b_users_before);
+    assert_eq!(app.users_of(&b.tenant).await, b_users_before);
     assert_eq!(
         b_admin.get("/v1/users").await.status(),
         200,
@@ -319,7 +281,7 @@ async fn lists_show_only_the_callers_own_tenant_and_users(app: TestApp) {
             .map(|u| u["id"].as_str().unwrap().to_owned())
             .collect(),
     );
-    assert_eq!(user_ids, ids_of_users(&users_of(&app, &a.tenant).await));
+    assert_eq!(user_ids, ids_of_users(&app.users_of(&a.tenant).await));
     assert_eq!(user_ids.len(), 2);
     let tenant_ids: Vec<&str> = tenants["items"]
         .as_array()
@@ -370,12 +332,12 @@ async fn a_partner_admin_reaches_its_own_tenants_and_no_other_branch(app: TestAp
     let _g1_member = g1.user(Role::Member).await;
     let c2_admin = c2.user(Role::TenantAdmin).await;
     let _direct_admin = direct.user(Role::TenantAdmin).await;
-    let tenants_before = all_tenants(&app).await;
+    let tenants_before = app.all_tenants().await;
 
     // Its own children (and grandchildren) are reachable.
     for own in [&c1.tenant, &g1.tenant] {
         let ids = listed_ids(p1_admin.acting_on(own.id).get("/v1/users").await).await;
-        assert_eq!(sorted(ids), ids_of_users(&users_of(&app, own).await));
+        assert_eq!(sorted(ids), ids_of_users(&app.users_of(own).await));
         assert_eq!(
             p1_admin
                 .get(&format!("/v1/tenants/{}", own.id))
@@ -409,7 +371,7 @@ async fn a_partner_admin_reaches_its_own_tenants_and_no_other_branch(app: TestAp
     // Another partner, its tenant, a tenant directly under system and the system tenant are not.
     let outside = [&p2.tenant, &c2.tenant, &direct.tenant, app.system_tenant()];
     for other in outside {
-        let before = users_of(&app, other).await;
+        let before = app.users_of(other).await;
         let acting = p1_admin.acting_on(other.id);
         expect_problem(acting.get("/v1/users").await, 404, "tenant.not_found").await;
         expect_problem(
@@ -449,7 +411,7 @@ async fn a_partner_admin_reaches_its_own_tenants_and_no_other_branch(app: TestAp
             .await;
         expect_problem(child, 404, "tenant.not_found").await;
         assert_eq!(
-            users_of(&app, other).await,
+            app.users_of(other).await,
             before,
             "users of {} changed",
             other.slug
@@ -472,7 +434,7 @@ async fn a_partner_admin_reaches_its_own_tenants_and_no_other_branch(app: TestAp
     .await;
 
     assert_eq!(
-        all_tenants(&app).await,
+        app.all_tenants().await,
         tenants_before,
         "no tenant was created or renamed"
     );
@@ -489,7 +451,7 @@ async fn a_parent_tenant_admin_reaches_its_child_but_a_child_admin_not_its_paren
     let parent_member = parent.user(Role::Member).await;
     let child_admin = child.user(Role::TenantAdmin).await;
     let parent_before = app.reload(parent.tenant.id).await;
-    let parent_users_before = users_of(&app, &parent.tenant).await;
+    let parent_users_before = app.users_of(&parent.tenant).await;
 
     // The parent's admin reaches the child.
     let ids = listed_ids(
@@ -554,7 +516,7 @@ async fn a_parent_tenant_admin_reaches_its_child_but_a_child_admin_not_its_paren
 
     // Nothing above the child changed.
     assert_eq!(app.reload(parent.tenant.id).await, parent_before);
-    assert_eq!(users_of(&app, &parent.tenant).await, parent_users_before);
+    assert_eq!(app.users_of(&parent.tenant).await, parent_users_before);
 }
 
 async fn a_system_admin_reaches_every_tenant(app: TestApp) {
@@ -587,7 +549,7 @@ async fn a_system_admin_reaches_every_tenant(app: TestApp) {
         // Assert
         assert_eq!(
             sorted(ids),
-            ids_of_users(&users_of(&app, tenant).await),
+            ids_of_users(&app.users_of(tenant).await),
             "users of {}",
             tenant.slug
         );
@@ -598,7 +560,7 @@ async fn a_system_admin_reaches_every_tenant(app: TestApp) {
     assert_eq!(
         listed,
         sorted(
-            all_tenants(&app)
+            app.all_tenants()
                 .await
                 .iter()
                 .map(|t| t.id.to_string())
@@ -635,7 +597,7 @@ async fn sibling_tenants_under_one_parent_are_isolated(app: TestApp) {
     ] {
         let admin = from.user(Role::TenantAdmin).await;
         let victim = to.user(Role::Member).await;
-        let before = users_of(&app, &to.tenant).await;
+        let before = app.users_of(&to.tenant).await;
         let victim_path = format!("/v1/users/{}", user_id(&victim));
         // Act and assert: by header, by tenant id and by user id.
         expect_problem(
@@ -661,7 +623,7 @@ async fn sibling_tenants_under_one_parent_are_isolated(app: TestApp) {
         .await;
         expect_problem(admin.delete(&victim_path).await, 404, "user.not_found").await;
         assert_eq!(
-            users_of(&app, &to.tenant).await,
+            app.users_of(&to.tenant).await,
             before,
             "{} changed users of {}",
             from.tenant.slug,

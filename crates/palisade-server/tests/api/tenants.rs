@@ -3,32 +3,12 @@
 
 use std::collections::HashSet;
 
-use palisade_authz::{InternalRole, SystemScope};
 use palisade_domain::TenantKind;
-use palisade_store::{PageRequest, Tenant};
+
 use palisade_testkit::{Role, TestApp, each_backend, json};
 use serde_json::{Value, json};
 
 use crate::{expect_problem, unknown_id};
-
-/// Every tenant, read directly from the store.
-async fn all_tenants(app: &TestApp) -> Vec<Tenant> {
-    let scope =
-        SystemScope::internal(InternalRole::Bootstrap).tenant_scope(app.system_tenant().to_ref());
-    app.state
-        .stores()
-        .tenants
-        .list_tenants(
-            &scope,
-            &PageRequest {
-                limit: 200,
-                after: None,
-            },
-        )
-        .await
-        .unwrap()
-        .items
-}
 
 /// An RFC 3339 timestamp of a response body.
 fn timestamp(v: &Value) -> time::OffsetDateTime {
@@ -126,7 +106,7 @@ async fn a_duplicate_slug_is_refused_with_409_wherever_it_is_used(app: TestApp) 
         .tenant_under("partner-one", TenantKind::Partner, None)
         .await;
     let partner_admin = partner.user(Role::PartnerAdmin).await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
 
     // Act
     let again = admin
@@ -146,13 +126,13 @@ async fn a_duplicate_slug_is_refused_with_409_wherever_it_is_used(app: TestApp) 
     expect_problem(again, 409, "tenant.slug_taken").await;
     expect_problem(elsewhere, 409, "tenant.slug_taken").await;
     expect_problem(system_slug, 409, "tenant.slug_taken").await;
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn an_invalid_slug_is_refused_with_422_naming_the_slug(app: TestApp) {
     // Arrange
     let admin = app.system_admin().await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
     let too_long = "a".repeat(64);
     let bad = [
         "Acme",
@@ -179,7 +159,7 @@ async fn an_invalid_slug_is_refused_with_422_naming_the_slug(app: TestApp) {
         assert_eq!(field_of_first_error(&body), "slug", "{slug:?}");
         assert_eq!(body["errors"][0]["code"], "invalid_slug", "{slug:?}");
     }
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
     // The boundary: 63 characters is a valid slug.
     assert_eq!(
         admin
@@ -202,7 +182,7 @@ async fn a_partner_admin_cannot_create_a_partner(app: TestApp) {
         .tenant_under("client", TenantKind::Tenant, Some(&partner.tenant))
         .await;
     let admin = partner.user(Role::PartnerAdmin).await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
 
     // Act
     let beneath_itself = admin
@@ -218,7 +198,7 @@ async fn a_partner_admin_cannot_create_a_partner(app: TestApp) {
     // Assert
     expect_problem(beneath_itself, 403, "authz.forbidden").await;
     expect_problem(beneath_child, 403, "authz.forbidden").await;
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn a_tenant_admin_cannot_create_tenants(app: TestApp) {
@@ -226,7 +206,7 @@ async fn a_tenant_admin_cannot_create_tenants(app: TestApp) {
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
     let member = acme.user(Role::Member).await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
 
     // Act and assert
     expect_problem(
@@ -251,7 +231,7 @@ async fn a_tenant_admin_cannot_create_tenants(app: TestApp) {
         "authz.forbidden",
     )
     .await;
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn a_system_admin_creates_a_partner(app: TestApp) {
@@ -279,7 +259,7 @@ async fn a_system_admin_creates_a_partner(app: TestApp) {
 async fn kind_system_is_refused_with_422(app: TestApp) {
     // Arrange
     let admin = app.system_admin().await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
 
     // Act
     let res = admin
@@ -292,7 +272,7 @@ async fn kind_system_is_refused_with_422(app: TestApp) {
     // Assert
     let body = expect_problem(res, 422, "validation.failed").await;
     assert_eq!(field_of_first_error(&body), "kind");
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn a_parent_outside_reach_answers_404(app: TestApp) {
@@ -308,7 +288,7 @@ async fn a_parent_outside_reach_answers_404(app: TestApp) {
         .await;
     let direct = app.tenant("direct").await;
     let admin = p1.user(Role::PartnerAdmin).await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
     let unknown = unknown_id();
 
     let mut bodies = Vec::new();
@@ -335,13 +315,13 @@ async fn a_parent_outside_reach_answers_404(app: TestApp) {
         bodies.iter().all(|b| *b == bodies[0]),
         "an unreachable parent looks like an unknown one"
     );
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn a_malformed_parent_id_answers_404(app: TestApp) {
     // Arrange
     let admin = app.system_admin().await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
     let system_id = app.system_tenant().id.to_string();
     let malformed = [
         "not-an-id",
@@ -363,7 +343,7 @@ async fn a_malformed_parent_id_answers_404(app: TestApp) {
         // Assert
         expect_problem(res, 404, "tenant.not_found").await;
     }
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn a_tenant_is_read_and_renamed_with_a_trimmed_name(app: TestApp) {
@@ -412,7 +392,7 @@ async fn an_empty_or_invalid_name_is_refused_on_rename(app: TestApp) {
 async fn an_empty_name_is_refused_on_create(app: TestApp) {
     // Arrange
     let admin = app.system_admin().await;
-    let before = all_tenants(&app).await;
+    let before = app.all_tenants().await;
 
     for name in ["", "   "] {
         // Act
@@ -423,7 +403,7 @@ async fn an_empty_name_is_refused_on_create(app: TestApp) {
         let body = expect_problem(res, 422, "validation.failed").await;
         assert_eq!(field_of_first_error(&body), "name");
     }
-    assert_eq!(all_tenants(&app).await, before);
+    assert_eq!(app.all_tenants().await, before);
 }
 
 async fn the_tenant_list_refuses_a_limit_outside_1_to_200(app: TestApp) {
@@ -483,7 +463,8 @@ async fn the_tenant_list_pages_through_every_tenant_exactly_once(app: TestApp) {
     for i in 0..3 {
         let _ = app.tenant(&format!("direct-{i}")).await;
     }
-    let expected: HashSet<String> = all_tenants(&app)
+    let expected: HashSet<String> = app
+        .all_tenants()
         .await
         .iter()
         .map(|t| t.id.to_string())

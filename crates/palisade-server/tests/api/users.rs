@@ -5,29 +5,11 @@ use std::collections::HashSet;
 
 use palisade_authz::{InternalRole, SystemScope};
 use palisade_domain::{TenantKind, UserStatus};
-use palisade_store::{NewUser, PageRequest, Tenant, User, UserPatch};
+use palisade_store::{NewUser, User, UserPatch};
 use palisade_testkit::{Actor, Role, TestApp, each_backend, json};
 use serde_json::{Value, json};
 
 use crate::expect_problem;
-
-/// The users of `tenant`, read directly from the store.
-async fn users_of(app: &TestApp, tenant: &Tenant) -> Vec<User> {
-    let scope = SystemScope::internal(InternalRole::Bootstrap).tenant_scope(tenant.to_ref());
-    app.state
-        .stores()
-        .users
-        .list_users(
-            &scope,
-            &PageRequest {
-                limit: 200,
-                after: None,
-            },
-        )
-        .await
-        .unwrap()
-        .items
-}
 
 fn user_path(actor: &Actor) -> String {
     format!("/v1/users/{}", actor.user.as_ref().unwrap().id)
@@ -71,7 +53,8 @@ async fn a_tenant_admin_creates_a_user_with_a_lowercased_email_and_sorted_roles(
     assert_eq!(body["phone"], "+14155550123");
     assert_eq!(body["tenant_id"], acme.tenant.id.to_string());
     assert_eq!(json(admin.get(&location).await).await, body);
-    let stored: Vec<User> = users_of(&app, &acme.tenant)
+    let stored: Vec<User> = app
+        .users_of(&acme.tenant)
         .await
         .into_iter()
         .filter(|u| u.id.to_string() == id)
@@ -112,7 +95,7 @@ async fn a_duplicate_email_in_the_same_tenant_is_refused_with_409(app: TestApp) 
             .status(),
         201
     );
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
 
     for email in ["ada@example.com", "ADA@Example.com", "  ada@example.com"] {
         // Act
@@ -125,7 +108,7 @@ async fn a_duplicate_email_in_the_same_tenant_is_refused_with_409(app: TestApp) 
         // Assert
         expect_problem(res, 409, "user.email_taken").await;
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn the_same_email_in_another_tenant_is_accepted(app: TestApp) {
@@ -152,7 +135,7 @@ async fn the_same_email_in_another_tenant_is_accepted(app: TestApp) {
     assert_eq!(json(res).await["tenant_id"], globex.tenant.id.to_string());
     for tenant in [&acme.tenant, &globex.tenant] {
         assert_eq!(
-            users_of(&app, tenant)
+            app.users_of(tenant)
                 .await
                 .iter()
                 .filter(|u| u.email == "ada@example.com")
@@ -166,7 +149,7 @@ async fn an_invalid_email_is_refused_with_422_naming_the_email(app: TestApp) {
     // Arrange
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
     let long_local = format!("{}@x.com", "a".repeat(65));
     let long_total = format!("a@{}.com", "b".repeat(260));
     let bad = [
@@ -193,14 +176,14 @@ async fn an_invalid_email_is_refused_with_422_naming_the_email(app: TestApp) {
         let body = expect_problem(res, 422, "validation.failed").await;
         assert_eq!(first_error(&body), ("email", "invalid_email"), "{email:?}");
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn an_invalid_phone_is_refused_with_422_naming_the_phone(app: TestApp) {
     // Arrange
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
 
     for phone in [
         "",
@@ -223,7 +206,7 @@ async fn an_invalid_phone_is_refused_with_422_naming_the_phone(app: TestApp) {
         let body = expect_problem(res, 422, "validation.failed").await;
         assert_eq!(first_error(&body), ("phone", "invalid_phone"), "{phone:?}");
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn an_unknown_role_is_refused_with_unknown_role(app: TestApp) {
@@ -231,7 +214,7 @@ async fn an_unknown_role_is_refused_with_unknown_role(app: TestApp) {
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
     let member = acme.user(Role::Member).await;
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
 
     for role in ["root", "Member", "tenant-admin", "", "member "] {
         // Act
@@ -250,14 +233,14 @@ async fn an_unknown_role_is_refused_with_unknown_role(app: TestApp) {
         let body = expect_problem(patched, 422, "validation.failed").await;
         assert_eq!(first_error(&body), ("roles[1]", "unknown_role"), "{role:?}");
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn more_than_16_roles_are_refused(app: TestApp) {
     // Arrange
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
 
     // Act
     let res = admin
@@ -270,7 +253,7 @@ async fn more_than_16_roles_are_refused(app: TestApp) {
     // Assert
     let body = expect_problem(res, 422, "validation.failed").await;
     assert_eq!(first_error(&body), ("roles", "too_many"));
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn admin_roles_outside_their_tenant_kind_are_refused_with_role_not_allowed(app: TestApp) {
@@ -295,7 +278,7 @@ async fn admin_roles_outside_their_tenant_kind_are_refused_with_role_not_allowed
     ];
 
     for (actor, tenant, role) in cases {
-        let before = users_of(&app, tenant).await;
+        let before = app.users_of(tenant).await;
         // Act
         let res = actor
             .acting_on(tenant.id)
@@ -312,7 +295,7 @@ async fn admin_roles_outside_their_tenant_kind_are_refused_with_role_not_allowed
             "{role} in {}",
             tenant.slug
         );
-        assert_eq!(users_of(&app, tenant).await, before);
+        assert_eq!(app.users_of(tenant).await, before);
     }
     // Promoting an existing user is refused the same way.
     let res = system_admin
@@ -325,7 +308,7 @@ async fn admin_roles_outside_their_tenant_kind_are_refused_with_role_not_allowed
     let body = expect_problem(res, 422, "validation.failed").await;
     assert_eq!(first_error(&body), ("roles[0]", "role_not_allowed"));
     assert_eq!(
-        users_of(&app, &acme.tenant)
+        app.users_of(&acme.tenant)
             .await
             .iter()
             .find(|u| u.id == acme_member.user.as_ref().unwrap().id)
@@ -350,7 +333,7 @@ async fn a_tenant_admin_cannot_grant_a_role_carrying_a_capability_it_lacks(app: 
     ];
 
     for roles in escalations {
-        let before = users_of(&app, &partner.tenant).await;
+        let before = app.users_of(&partner.tenant).await;
         // Act
         let created = partner_tenant_admin
             .post(
@@ -372,7 +355,7 @@ async fn a_tenant_admin_cannot_grant_a_role_carrying_a_capability_it_lacks(app: 
                 "{body}"
             );
         }
-        assert_eq!(users_of(&app, &partner.tenant).await, before, "{roles:?}");
+        assert_eq!(app.users_of(&partner.tenant).await, before, "{roles:?}");
     }
     // Control: the partner admin holds what partner_admin carries, so it may grant it.
     let partner_admin = partner.user(Role::PartnerAdmin).await;
@@ -420,7 +403,7 @@ async fn a_system_tenant_admin_cannot_grant_system_admin(app: TestApp) {
         .create_user(&scope, new("candidate@system.test", "member"))
         .await
         .unwrap();
-    let before = users_of(&app, &system).await;
+    let before = app.users_of(&system).await;
 
     // Act
     let created = ops
@@ -447,7 +430,7 @@ async fn a_system_tenant_admin_cannot_grant_system_admin(app: TestApp) {
     for res in [created, promoted, disabled_root, deleted_root] {
         expect_problem(res, 403, "authz.role_escalation").await;
     }
-    assert_eq!(users_of(&app, &system).await, before);
+    assert_eq!(app.users_of(&system).await, before);
     // Control: the same admin may grant what it holds.
     assert_eq!(
         ops.patch(
@@ -467,7 +450,7 @@ async fn a_tenant_admin_cannot_change_or_delete_a_user_holding_capabilities_it_l
         .await;
     let partner_admin = partner.user(Role::PartnerAdmin).await;
     let tenant_admin = partner.user(Role::TenantAdmin).await;
-    let before = users_of(&app, &partner.tenant).await;
+    let before = app.users_of(&partner.tenant).await;
     let path = user_path(&partner_admin);
 
     // Act
@@ -483,7 +466,7 @@ async fn a_tenant_admin_cannot_change_or_delete_a_user_holding_capabilities_it_l
     expect_problem(disabled, 403, "authz.role_escalation").await;
     expect_problem(demoted, 403, "authz.role_escalation").await;
     expect_problem(deleted, 403, "authz.role_escalation").await;
-    assert_eq!(users_of(&app, &partner.tenant).await, before);
+    assert_eq!(app.users_of(&partner.tenant).await, before);
     assert_eq!(
         partner_admin.get("/v1/users").await.status(),
         200,
@@ -497,7 +480,7 @@ async fn a_member_cannot_create_change_or_delete_users(app: TestApp) {
     let admin = acme.user(Role::TenantAdmin).await;
     let member = acme.user(Role::Member).await;
     let viewer = acme.user(Role::Viewer).await;
-    let before = users_of(&app, &acme.tenant).await;
+    let before = app.users_of(&acme.tenant).await;
 
     for actor in [&member, &viewer] {
         // Act and assert
@@ -524,7 +507,7 @@ async fn a_member_cannot_create_change_or_delete_users(app: TestApp) {
         )
         .await;
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
 }
 
 async fn a_disabled_user_is_refused_on_its_next_request(app: TestApp) {
@@ -561,7 +544,8 @@ async fn a_disabled_user_is_refused_on_its_next_request(app: TestApp) {
     )
     .await;
     let id = colleague.user.as_ref().unwrap().id;
-    let stored = users_of(&app, &acme.tenant)
+    let stored = app
+        .users_of(&acme.tenant)
         .await
         .into_iter()
         .find(|u| u.id == id)
@@ -584,8 +568,8 @@ async fn a_user_cannot_change_or_delete_themself(app: TestApp) {
     let acme = app.tenant("acme").await;
     let admin = acme.user(Role::TenantAdmin).await;
     let owner = app.system_admin().await;
-    let before = users_of(&app, &acme.tenant).await;
-    let system_before = users_of(&app, app.system_tenant()).await;
+    let before = app.users_of(&acme.tenant).await;
+    let system_before = app.users_of(app.system_tenant()).await;
 
     // Act and assert: with and without naming the home tenant explicitly.
     for actor in [
@@ -610,8 +594,8 @@ async fn a_user_cannot_change_or_delete_themself(app: TestApp) {
         expect_problem(actor.patch(&own, &json!({})).await, 403, "user.self_change").await;
         expect_problem(actor.delete(&own).await, 403, "user.self_change").await;
     }
-    assert_eq!(users_of(&app, &acme.tenant).await, before);
-    assert_eq!(users_of(&app, app.system_tenant()).await, system_before);
+    assert_eq!(app.users_of(&acme.tenant).await, before);
+    assert_eq!(app.users_of(app.system_tenant()).await, system_before);
     assert_eq!(admin.get("/v1/users").await.status(), 200);
 }
 
@@ -635,7 +619,8 @@ async fn a_tenant_admin_replaces_a_users_roles(app: TestApp) {
     let body = json(res).await;
     assert_eq!(body["roles"], json!(["member", "viewer"]));
     assert_eq!(body["status"], "active", "a role change keeps the status");
-    let stored = users_of(&app, &acme.tenant)
+    let stored = app
+        .users_of(&acme.tenant)
         .await
         .into_iter()
         .find(|u| u.id == id)
@@ -674,12 +659,7 @@ async fn a_deleted_user_is_gone(app: TestApp) {
             .iter()
             .all(|u| u["id"] != id.to_string())
     );
-    assert!(
-        users_of(&app, &acme.tenant)
-            .await
-            .iter()
-            .all(|u| u.id != id)
-    );
+    assert!(app.users_of(&acme.tenant).await.iter().all(|u| u.id != id));
     expect_problem(leaver.get("/v1/users").await, 401, "auth.invalid_token").await;
 }
 
@@ -690,7 +670,8 @@ async fn the_user_list_pages_across_three_pages_with_limit_2(app: TestApp) {
     for _ in 0..4 {
         let _ = acme.user(Role::Member).await;
     }
-    let expected: HashSet<String> = users_of(&app, &acme.tenant)
+    let expected: HashSet<String> = app
+        .users_of(&acme.tenant)
         .await
         .iter()
         .map(|u| u.id.to_string())
