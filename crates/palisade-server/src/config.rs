@@ -869,6 +869,7 @@ mod tests {
             mode: Mode::Production,
             ..Settings::default()
         };
+        s.auth.otp.sender = "none".into();
         s.trust.contact = Some("mailto:security@example.com".into());
         s.database.url = Some(SecretString::from("postgres://app@db/palisade".to_owned()));
         let check = |s: &Settings| {
