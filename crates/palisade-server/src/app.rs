@@ -413,12 +413,8 @@ pub fn assemble(state: AppState) -> Result<Router, BuildError> {
         .layer(CatchPanicLayer::custom(pipeline::panic_response))
         .layer(RequestBodyLimitLayer::new(settings.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            pipeline::timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
             (state.clone(), cap),
-            pipeline::concurrency_cap,
+            pipeline::admission,
         ));
     if let Some(cors) = cors_layer(&settings.server.cors_allowed_origins) {
         router = router.layer(cors);
@@ -426,15 +422,7 @@ pub fn assemble(state: AppState) -> Result<Router, BuildError> {
     let router = router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            pipeline::observe,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            pipeline::security_headers,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            pipeline::request_context,
+            pipeline::edge,
         ))
         .with_state(state);
     Ok(router)

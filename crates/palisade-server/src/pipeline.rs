@@ -1,15 +1,14 @@
 //! The request pipeline (DESIGN.md "The request pipeline" 1–4 and 10), outermost first:
 //!
-//! 1. [`request_context`]: request id (echoed when well-formed, else generated) and client IP (the
-//!    socket address, or `X-Forwarded-For` counted from the right across `trusted_proxy_hops`).
-//! 2. [`security_headers`]: HSTS, CSP, nosniff, Referrer-Policy, frame and cross-origin policies, and
-//!    `Cache-Control: no-store` on every response, errors included.
-//! 3. [`observe`]: fills the request id into problem bodies, turns any bare error status into a problem,
-//!    logs one structured access line (redacted by the logging layer) and records metrics. The cause of
-//!    an internal error is logged here, once.
+//! 1–3. [`edge`]: request id (echoed when well-formed, else generated) and client IP (the socket
+//!    address, or `X-Forwarded-For` counted from the right across `trusted_proxy_hops`); on the way
+//!    out it fills the request id into problem bodies, turns any bare error status into a problem,
+//!    records metrics, logs one structured access line (redacted by the logging layer; the cause of an
+//!    internal error is logged here, once), and sets HSTS, CSP, nosniff, Referrer-Policy, frame and
+//!    cross-origin policies and `Cache-Control: no-store` on every response, errors included.
 //! 4. CORS (only when origins are configured).
-//! 5. [`concurrency_cap`]: sheds with 503 + `Retry-After` beyond `server.max_concurrency`.
-//! 6. [`timeout`]: 503 when a request runs past `server.request_timeout_secs`.
+//! 5–6. [`admission`]: sheds with 503 + `Retry-After` beyond `server.max_concurrency`, and answers
+//!    503 when a request runs past `server.request_timeout_secs`.
 //! 7. Body cap (`limits.max_body_bytes`, 413) and panic catching (a panic becomes a 500 problem).
 
 use std::net::{IpAddr, SocketAddr};
@@ -74,12 +73,11 @@ pub fn client_ip(socket: Option<IpAddr>, xff: Option<&str>, hops: u8) -> Option<
         .or(socket)
 }
 
-/// Step 1: request id and client IP.
-pub async fn request_context(
-    State(app): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Steps 1–3 in one layer (one future per request instead of three): request id and client IP,
+/// then, on the way out, problem completion, metrics, the access log, the request id header and the
+/// security headers, so every response, errors included, carries them.
+pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let id = req
         .headers()
         .get(&REQUEST_ID)
@@ -97,12 +95,51 @@ pub async fn request_context(
     // which no allowlist contains.
     let ip = client_ip(socket, xff, app.settings().server.trusted_proxy_hops)
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(ClientIp(ip));
-    let mut res = next.run(req).await;
+
+    app.metrics().in_flight(1);
+    let res = next.run(req).await;
+    app.metrics().in_flight(-1);
+
+    let mut res = finish_problem(res, &id).await;
+    let status = res.status();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    if let Some(InternalCause(cause)) = res.extensions_mut().remove::<InternalCause>() {
+        tracing::error!(target: "palisade::error", request_id = %id, cause = %cause, "internal error");
+    }
+    let elapsed = started.elapsed();
+    app.metrics().record_request(
+        method.as_str(),
+        route,
+        status.as_u16(),
+        elapsed.as_secs_f64(),
+    );
+    {
+        let code = res.extensions().get::<Problem>().map(|p| p.code.as_str());
+        let auth = res.extensions().get::<AuthInfo>();
+        tracing::info!(
+            target: "palisade::access",
+            request_id = %id,
+            method = %method,
+            route = %route,
+            path = %uri.path(),
+            status = status.as_u16(),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            client_ip = %ip,
+            problem = code.unwrap_or(""),
+            subject = auth.map_or("", |a| a.subject.as_str()),
+            tenant = auth.map_or("", |a| a.tenant.as_str()),
+            "request"
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
+    apply_security_headers(&app, &mut res);
     res
 }
 
@@ -127,9 +164,8 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Step 2: security headers on every response.
-pub async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
+/// The security headers (unless turned off) and `Cache-Control: no-store` when the route set none.
+fn apply_security_headers(app: &AppState, res: &mut Response) {
     if app.settings().server.security_headers {
         let h = res.headers_mut();
         for (name, value) in SECURITY_HEADERS {
@@ -146,7 +182,6 @@ pub async fn security_headers(State(app): State<AppState>, req: Request, next: N
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res
 }
 
 fn generic_code(status: StatusCode) -> (&'static str, &'static str) {
@@ -171,59 +206,6 @@ fn generic_code(status: StatusCode) -> (&'static str, &'static str) {
         ),
         _ => ("request.invalid", "The request was refused."),
     }
-}
-
-/// Step 3: problem completion, access log and metrics.
-pub async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let path = req.uri().path().to_owned();
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_default();
-    app.metrics().in_flight(1);
-    let res = next.run(req).await;
-    app.metrics().in_flight(-1);
-    let mut res = finish_problem(res, &request_id).await;
-    let status = res.status();
-    let code = res.extensions().get::<Problem>().map(|p| p.code.clone());
-    if let Some(InternalCause(cause)) = res.extensions_mut().remove::<InternalCause>() {
-        tracing::error!(target: "palisade::error", request_id = %request_id, cause = %cause, "internal error");
-    }
-    let auth = res.extensions().get::<AuthInfo>().cloned();
-    let elapsed = started.elapsed();
-    app.metrics().record_request(
-        method.as_str(),
-        &route,
-        status.as_u16(),
-        elapsed.as_secs_f64(),
-    );
-    tracing::info!(
-        target: "palisade::access",
-        request_id = %request_id,
-        method = %method,
-        route = %route,
-        path = %path,
-        status = status.as_u16(),
-        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        client_ip = %ip,
-        problem = code.as_deref().unwrap_or(""),
-        subject = auth.as_ref().map_or("", |a| a.subject.as_str()),
-        tenant = auth.as_ref().map_or("", |a| a.tenant.as_str()),
-        "request"
-    );
-    res
 }
 
 /// Puts the request id into a problem body, and turns a bare error response (from axum's router or a
@@ -258,43 +240,39 @@ pub async fn finish_problem(res: Response, request_id: &str) -> Response {
 #[derive(Clone)]
 pub struct Cap(pub Arc<Semaphore>);
 
-/// Step 5: shed load beyond the cap. `/health` is exempt so liveness probes see a live process.
-pub async fn concurrency_cap(
+/// Steps 5–6 in one layer: shed load beyond the cap (`/health` is exempt, so liveness probes see a
+/// live process), then hold the request to its deadline.
+pub async fn admission(
     State((app, cap)): State<(AppState, Cap)>,
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    match cap.0.try_acquire_owned() {
-        Ok(permit) => {
-            let res = next.run(req).await;
-            drop(permit);
-            res
-        }
-        Err(_) => {
-            app.metrics().record_shed();
-            ApiError::Unavailable {
-                code: "server.overloaded",
-                retry_after: 1,
+    let permit = if req.uri().path() == "/health" {
+        None
+    } else {
+        match cap.0.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                app.metrics().record_shed();
+                return ApiError::Unavailable {
+                    code: "server.overloaded",
+                    retry_after: 1,
+                }
+                .into_response();
             }
-            .into_response()
         }
-    }
-}
-
-/// Step 6: the request deadline.
-pub async fn timeout(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    };
     let limit = Duration::from_secs(app.settings().server.request_timeout_secs);
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let res = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::Unavailable {
             code: "server.timeout",
             retry_after: 1,
         }
         .into_response(),
-    }
+    };
+    drop(permit);
+    res
 }
 
 /// Step 7: a panic in a handler becomes a 500 problem, not a dropped connection.
