@@ -224,19 +224,29 @@ impl TestApp {
         panic!("no code for {destination} in the outbox");
     }
 
-    /// Signs in through the real OTP flow (start, code from the outbox, verify) and returns the
-    /// token response.
-    pub async fn sign_in(&self, email: &str, tenant_slug: &str) -> Value {
-        let anon = self.anonymous();
+    /// Starts an e-mail OTP sign-in and returns the challenge id with the code from the outbox.
+    pub async fn start_otp(&self, email: &str, tenant_slug: &str) -> (String, String) {
         let before = self.outbox().len();
-        let res = anon.post("/v1/auth/otp/start", &serde_json::json!({"channel": "email", "destination": email, "tenant": tenant_slug})).await;
+        let res = self
+            .anonymous()
+            .post(
+                "/v1/auth/otp/start",
+                &serde_json::json!({"channel": "email", "destination": email, "tenant": tenant_slug}),
+            )
+            .await;
         assert_eq!(res.status().as_u16(), 202, "otp/start");
         let challenge = json(res).await["challenge_id"]
             .as_str()
             .expect("challenge")
             .to_owned();
-        let code = self.code_for(email, before).await;
-        let res = anon
+        (challenge, self.code_for(email, before).await)
+    }
+
+    /// Starts and verifies an OTP sign-in; returns the `otp/verify` body (tokens, or the MFA step).
+    pub async fn verify_otp(&self, email: &str, tenant_slug: &str) -> Value {
+        let (challenge, code) = self.start_otp(email, tenant_slug).await;
+        let res = self
+            .anonymous()
             .post(
                 "/v1/auth/otp/verify",
                 &serde_json::json!({"challenge_id": challenge, "code": code}),
@@ -244,6 +254,12 @@ impl TestApp {
             .await;
         assert_eq!(res.status().as_u16(), 200, "otp/verify");
         json(res).await
+    }
+
+    /// Signs in through the real OTP flow (start, code from the outbox, verify) and returns the
+    /// token response.
+    pub async fn sign_in(&self, email: &str, tenant_slug: &str) -> Value {
+        self.verify_otp(email, tenant_slug).await
     }
 
     /// An actor presenting a real bearer token.

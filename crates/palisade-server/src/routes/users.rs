@@ -326,15 +326,7 @@ async fn update_user(
             detail: "You cannot change your own status or roles.".to_owned(),
         });
     }
-    let existing = app
-        .stores()
-        .users
-        .get_user(&scope, id)
-        .await?
-        .ok_or(ApiError::NotFound {
-            code: "user.not_found",
-        })?;
-    ensure_within_reach(&app, &caller, &scope, &existing).await?;
+    load_manageable_user(&app, &caller, &scope, id).await?;
     let roles = match &body.roles {
         Some(r) => Some(check_roles(&app, &caller, &scope, r).await?),
         None => None,
@@ -355,6 +347,26 @@ async fn update_user(
     Ok(axum::Json(user.into()))
 }
 
+/// The user `id` of the scope's tenant, if the caller may manage them (404 otherwise, or 403 when
+/// they hold capabilities the caller lacks).
+async fn load_manageable_user(
+    app: &AppState,
+    caller: &Principal,
+    scope: &TenantScope,
+    id: UserId,
+) -> ApiResult<User> {
+    let existing = app
+        .stores()
+        .users
+        .get_user(scope, id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            code: "user.not_found",
+        })?;
+    ensure_within_reach(app, caller, scope, &existing).await?;
+    Ok(existing)
+}
+
 async fn delete_user(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -368,15 +380,7 @@ async fn delete_user(
             detail: "You cannot delete yourself.".to_owned(),
         });
     }
-    let existing = app
-        .stores()
-        .users
-        .get_user(&scope, id)
-        .await?
-        .ok_or(ApiError::NotFound {
-            code: "user.not_found",
-        })?;
-    ensure_within_reach(&app, &caller, &scope, &existing).await?;
+    load_manageable_user(&app, &caller, &scope, id).await?;
     app.stores()
         .users
         .delete_user(&scope, id)

@@ -59,18 +59,7 @@ async fn signing_in_with_an_emailed_code_yields_a_working_es512_token(app: TestA
 
 async fn a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge(app: TestApp) {
     let anon = app.anonymous();
-    let before = app.outbox().len();
-    let res = anon
-        .post(
-            "/v1/auth/otp/start",
-            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
-        )
-        .await;
-    let challenge = palisade_testkit::json(res).await["challenge_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = app.code_for("owner@localhost", before).await;
+    let (challenge, code) = app.start_otp("owner@localhost", "system").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
         let res = anon
@@ -93,18 +82,7 @@ async fn a_wrong_code_is_refused_and_the_sixth_attempt_kills_the_challenge(app: 
 
 async fn a_used_challenge_cannot_be_replayed(app: TestApp) {
     let anon = app.anonymous();
-    let before = app.outbox().len();
-    let res = anon
-        .post(
-            "/v1/auth/otp/start",
-            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
-        )
-        .await;
-    let challenge = palisade_testkit::json(res).await["challenge_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = app.code_for("owner@localhost", before).await;
+    let (challenge, code) = app.start_otp("owner@localhost", "system").await;
     let body = json!({"challenge_id": challenge, "code": code});
     assert_eq!(anon.post("/v1/auth/otp/verify", &body).await.status(), 200);
     expect_problem(

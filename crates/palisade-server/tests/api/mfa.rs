@@ -31,27 +31,7 @@ fn code_at(secret: &TotpSecret, offset_steps: i64) -> String {
 }
 
 async fn start_and_verify(app: &TestApp) -> Value {
-    let anon = app.anonymous();
-    let before = app.outbox().len();
-    let res = anon
-        .post(
-            "/v1/auth/otp/start",
-            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
-        )
-        .await;
-    let challenge = palisade_testkit::json(res).await["challenge_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = app.code_for("owner@localhost", before).await;
-    let res = anon
-        .post(
-            "/v1/auth/otp/verify",
-            &json!({"challenge_id": challenge, "code": code}),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    palisade_testkit::json(res).await
+    app.verify_otp("owner@localhost", "system").await
 }
 
 async fn totp_enrolment_step_up_recovery_and_disable(app: TestApp) {
