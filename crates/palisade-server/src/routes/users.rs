@@ -344,6 +344,15 @@ async fn update_user(
         )
         .await
         .map_err(user_not_found)?;
+    if body.status == Some(UserStatus::Disabled) {
+        // SECURITY: disabling ends every session, so re-enabling later does not revive old tokens.
+        let user_version = app.stores().users.bump_token_version(&scope, id).await?;
+        app.stores()
+            .refresh
+            .revoke_user_families(&scope, id, time::OffsetDateTime::now_utc())
+            .await?;
+        tracing::info!(target: "security", event = "user.disabled", user = %id, token_version = user_version, "user disabled; sessions revoked");
+    }
     Ok(axum::Json(user.into()))
 }
 

@@ -552,7 +552,8 @@ async fn a_disabled_user_is_refused_on_its_next_request(app: TestApp) {
         .unwrap();
     assert_eq!(stored.status, UserStatus::Disabled);
 
-    // Re-enabled, the same credential works again.
+    // Re-enabled, the user can sign in again, but the old credential stays dead: disabling bumped
+    // the token version.
     assert_eq!(
         admin
             .patch(&user_path(&colleague), &json!({"status": "active"}))
@@ -560,7 +561,14 @@ async fn a_disabled_user_is_refused_on_its_next_request(app: TestApp) {
             .status(),
         200
     );
-    assert_eq!(colleague.get("/v1/users").await.status(), 200);
+    expect_problem(colleague.get("/v1/users").await, 401, "auth.invalid_token").await;
+    let stored = app
+        .users_of(&acme.tenant)
+        .await
+        .into_iter()
+        .find(|u| u.id == id)
+        .unwrap();
+    assert_eq!(stored.token_version, 1);
 }
 
 async fn a_user_cannot_change_or_delete_themself(app: TestApp) {
