@@ -370,3 +370,35 @@ each_backend!(
     logout_revokes_the_token_and_its_refresh_family,
     logout_all_ends_every_session_of_the_user,
 );
+
+#[tokio::test]
+async fn starts_are_limited_per_destination_and_capped_per_day() {
+    let app = TestApp::spawn_with(palisade_testkit::Backend::Sqlite, |s| {
+        s.auth.otp.per_destination.count = 2;
+        s.auth.otp.daily_cap_email = 4;
+    })
+    .await
+    .unwrap();
+    let anon = app.anonymous();
+    let start = |dest: &'static str| {
+        let anon = anon.clone();
+        async move {
+            anon.post(
+                "/v1/auth/otp/start",
+                &json!({"channel": "email", "destination": dest, "tenant": "system"}),
+            )
+            .await
+        }
+    };
+    assert_eq!(start("owner@localhost").await.status(), 202);
+    assert_eq!(start("owner@localhost").await.status(), 202);
+    // The third code to one destination within the window is refused, whatever the account.
+    let res = start("owner@localhost").await;
+    assert_eq!(res.headers().get("retry-after").unwrap(), "900");
+    expect_problem(res, 429, "rate_limit.exceeded").await;
+    // Another destination still gets one: the limit is per destination.
+    assert_eq!(start("someone@example.com").await.status(), 202);
+    // The daily cap counts every start of the channel that passed the other limits: the fifth is refused.
+    assert_eq!(start("another@example.com").await.status(), 202);
+    expect_problem(start("third@example.com").await, 503, "auth.otp_daily_cap").await;
+}
