@@ -158,7 +158,13 @@ pub async fn auth_context(
     Ok(AuthContext {
         tokens,
         state,
-        sender: Arc::new(Outbox::new(settings.data_dir.join("outbox.ndjson"))),
+        sender: match (settings.auth.otp.sender.as_str(), &settings.auth.otp.smtp) {
+            ("smtp", Some(smtp)) => Arc::new(
+                crate::notify::Smtp::new(smtp, settings.auth.otp.code_ttl_secs)
+                    .map_err(|e| BuildError::Config(format!("auth.otp.smtp: {e}")))?,
+            ),
+            _ => Arc::new(Outbox::new(settings.data_dir.join("outbox.ndjson"))),
+        },
         code_hasher: KeyedHasher::new(master.derive("palisade/otp-code/v1")),
         destination_hasher: KeyedHasher::new(master.derive("palisade/otp-destination/v1")),
         refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),

@@ -277,6 +277,41 @@ pub struct OtpSettings {
     pub daily_cap_sms: u64,
     /// Disposable e-mail domains refused in addition to the shipped list.
     pub disposable_domains: Vec<String>,
+    /// `[auth.otp.smtp]`, used when `sender = "smtp"`.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required), usually port 587.
+    Starttls,
+    /// TLS from the first byte, usually port 465.
+    Tls,
+    /// No encryption: development only (refused in production).
+    None,
+}
+
+/// `[auth.otp.smtp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// The relay's host name.
+    pub host: String,
+    /// Port; defaults to 587 (STARTTLS), 465 (TLS) or 25 (none).
+    pub port: Option<u16>,
+    /// How the connection is secured.
+    pub tls: SmtpTls,
+    /// The `From` address, e.g. `Palisade <no-reply@example.com>`.
+    pub from: String,
+    /// Login name, if the relay needs one.
+    pub username: Option<String>,
+    /// Password (a secret; or `password_file`).
+    #[serde(default, serialize_with = "serialize_secret_opt")]
+    pub password: Option<SecretString>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for OtpSettings {
@@ -296,6 +331,7 @@ impl Default for OtpSettings {
             daily_cap_email: 50_000,
             daily_cap_sms: 10_000,
             disposable_domains: Vec::new(),
+            smtp: None,
         }
     }
 }
@@ -537,6 +573,17 @@ impl Settings {
             }
             self.secrets.master_key = Some(read_secret_file("secrets.master_key_file", &path)?);
         }
+        if let Some(smtp) = self.auth.otp.smtp.as_mut()
+            && let Some(path) = smtp.password_file.clone()
+        {
+            if smtp.password.is_some() {
+                return Err(ConfigError::Invalid(
+                    "auth.otp.smtp.password and auth.otp.smtp.password_file are both set; set one"
+                        .to_owned(),
+                ));
+            }
+            smtp.password = Some(read_secret_file("auth.otp.smtp.password_file", &path)?);
+        }
         if let Some(path) = self.database.url_file.clone() {
             if self.database.url.is_some() {
                 return Err(ConfigError::Invalid(
@@ -741,10 +788,24 @@ impl Settings {
                 "the development outbox is refused in production; configure a real sender",
             )),
             "outbox" => {}
+            "smtp" => match &self.auth.otp.smtp {
+                None => v.push(Verdict::error("auth.otp.smtp", "is required when auth.otp.sender is `smtp`")),
+                Some(smtp) => {
+                    if smtp.tls == SmtpTls::None && prod {
+                        v.push(Verdict::error("auth.otp.smtp.tls", "`none` sends codes in clear text; production needs `starttls` or `tls`"));
+                    }
+                    if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                        v.push(Verdict::error("auth.otp.smtp.from", "must be an address such as `Palisade <no-reply@example.com>`"));
+                    }
+                    if smtp.username.is_some() != smtp.password.is_some() {
+                        v.push(Verdict::error("auth.otp.smtp.password", "username and password go together"));
+                    }
+                }
+            },
             "none" => v.push(Verdict::warning("auth.otp.sender", "is `none`: one-time-code sign-in is disabled")),
             _ => v.push(Verdict::error(
                 "auth.otp.sender",
-                "must be `outbox` (development) or `none` (SMTP and SMS gateways are not in this build yet)",
+                "must be `smtp`, `outbox` (development) or `none` (an SMS gateway is not in this build yet)",
             )),
         }
         if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {

@@ -257,6 +257,13 @@ async fn start_otp(
             "must be email or sms",
         ));
     }
+    if channel == Some(OtpChannel::Sms) && settings.sender == "smtp" {
+        errors.push(FieldError::new(
+            "channel",
+            "unavailable",
+            "SMS delivery is not configured",
+        ));
+    }
     let destination = match channel {
         Some(OtpChannel::Email) => validate::email(&body.destination)
             .map_err(|e| errors.push(FieldError::new("destination", e.code, e.message)))

@@ -402,3 +402,155 @@ async fn starts_are_limited_per_destination_and_capped_per_day() {
     assert_eq!(start("another@example.com").await.status(), 202);
     expect_problem(start("third@example.com").await, 503, "auth.otp_daily_cap").await;
 }
+
+/// A local SMTP sink (Python's `smtpd` debugging server) that prints every message to stdout.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl SmtpSink {
+    fn start() -> Self {
+        use std::io::Read;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-W",
+                "ignore",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with the smtpd module (Python 3.11)");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // Wait until it accepts connections.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            output,
+        }
+    }
+
+    async fn code(&self) -> String {
+        for _ in 0..200 {
+            let text = self.output.lock().unwrap().clone();
+            if let Some(rest) = text.split("sign-in code is ").nth(1) {
+                return rest.chars().take(6).collect();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no code reached the SMTP sink");
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn codes_are_delivered_by_smtp_when_configured() {
+    let sink = SmtpSink::start();
+    let port = sink.port;
+    let app = TestApp::spawn_with(palisade_testkit::Backend::Sqlite, |s| {
+        s.auth.otp.sender = "smtp".into();
+        s.auth.otp.smtp = Some(palisade_server::config::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            tls: palisade_server::config::SmtpTls::None,
+            from: "Palisade <no-reply@example.com>".into(),
+            username: None,
+            password: None,
+            password_file: None,
+        });
+    })
+    .await
+    .unwrap();
+    let anon = app.anonymous();
+    let res = anon
+        .post(
+            "/v1/auth/otp/start",
+            &json!({"channel": "email", "destination": "owner@localhost", "tenant": "system"}),
+        )
+        .await;
+    let challenge = palisade_testkit::json(res).await["challenge_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = sink.code().await;
+    let res = anon
+        .post(
+            "/v1/auth/otp/verify",
+            &json!({"challenge_id": challenge, "code": code}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        app.outbox().is_empty(),
+        "nothing went to the development outbox"
+    );
+    // SMS cannot be delivered by this sender: refused up front, for every account alike.
+    let res = anon
+        .post(
+            "/v1/auth/otp/start",
+            &json!({"channel": "sms", "destination": "+14155550123", "tenant": "system"}),
+        )
+        .await;
+    let body = expect_problem(res, 422, "validation.failed").await;
+    assert_eq!(body["errors"][0]["code"], "unavailable");
+}
+
+#[test]
+fn production_refuses_smtp_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = palisade_server::config::Settings::for_test(dir.path());
+    s.mode = palisade_server::config::Mode::Production;
+    s.auth.otp.sender = "smtp".into();
+    s.auth.otp.smtp = Some(palisade_server::config::SmtpSettings {
+        host: "smtp.example.com".into(),
+        port: None,
+        tls: palisade_server::config::SmtpTls::None,
+        from: "Palisade <no-reply@example.com>".into(),
+        username: None,
+        password: None,
+        password_file: None,
+    });
+    assert!(
+        s.verdicts()
+            .iter()
+            .any(|v| v.setting == "auth.otp.smtp.tls")
+    );
+}
