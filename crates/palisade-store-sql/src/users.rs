@@ -157,6 +157,19 @@ async fn load_user<D: Exec>(
     Ok(with_roles::<D>(conn, scope, vec![user]).await?.pop())
 }
 
+impl<D: Exec> SqlUserStore<D> {
+    /// The one user of the scope's tenant matching `filter` (a unique column), with its roles.
+    async fn find_one(&self, scope: &TenantScope, filter: Expr) -> StoreResult<Option<User>> {
+        let stmt = select_users(scope).and_where(filter).take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let Some(row) = D::fetch_optional(&mut conn, D::render(&stmt)).await? else {
+            return Ok(None);
+        };
+        let user = decode_user::<D>(&row)?;
+        Ok(with_roles::<D>(&mut conn, scope, vec![user]).await?.pop())
+    }
+}
+
 #[async_trait]
 impl<D: Exec> UserStore for SqlUserStore<D> {
     async fn create_user(&self, scope: &TenantScope, new: NewUser) -> StoreResult<User> {
@@ -218,15 +231,8 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         scope: &TenantScope,
         email: &str,
     ) -> StoreResult<Option<User>> {
-        let stmt = select_users(scope)
-            .and_where(Expr::col(Users::Email).eq(email))
-            .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let Some(row) = D::fetch_optional(&mut conn, D::render(&stmt)).await? else {
-            return Ok(None);
-        };
-        let user = decode_user::<D>(&row)?;
-        Ok(with_roles::<D>(&mut conn, scope, vec![user]).await?.pop())
+        self.find_one(scope, Expr::col(Users::Email).eq(email))
+            .await
     }
 
     async fn list_users(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<User>> {
@@ -338,14 +344,7 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         phone: &str,
     ) -> StoreResult<Option<User>> {
         // `users.tenant_id_phone` is unique, so at most one row matches.
-        let stmt = select_users(scope)
-            .and_where(Expr::col(Users::Phone).eq(phone))
-            .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let Some(row) = D::fetch_optional(&mut conn, D::render(&stmt)).await? else {
-            return Ok(None);
-        };
-        let user = decode_user::<D>(&row)?;
-        Ok(with_roles::<D>(&mut conn, scope, vec![user]).await?.pop())
+        self.find_one(scope, Expr::col(Users::Phone).eq(phone))
+            .await
     }
 }

@@ -406,38 +406,49 @@ async fn start_otp(
         .into_response())
 }
 
-/// Issues an access token and a refresh token (a new family unless `family` continues one).
+/// Which refresh session new tokens belong to.
+pub(crate) enum Session {
+    /// A new sign-in: start a refresh family with a fresh token.
+    New,
+    /// A refresh: the store already rotated the family to `refresh_token`.
+    Rotated {
+        /// The family.
+        family_id: String,
+        /// The token that replaced the presented one.
+        refresh_token: secrecy::SecretString,
+    },
+}
+
+/// Issues an access token for a user of the scope's tenant, with the refresh token of `session`.
 ///
 /// # Errors
 /// Store and signing failures.
 pub(crate) async fn issue_tokens(
     app: &AppState,
+    scope: &palisade_authz::TenantScope,
     user: &User,
-    family: Option<String>,
+    session: Session,
     amr: Vec<String>,
     auth_time: OffsetDateTime,
 ) -> ApiResult<TokenView> {
     let auth = app.auth();
-    let tenant = app
-        .stores()
-        .tenants
-        .resolve_tenant(user.tenant_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("user's tenant vanished"))?;
-    let scope = SystemScope::internal(InternalRole::SignIn).tenant_scope(tenant.to_ref());
-    let scope_level = Principal::scope_level_of(&tenant.to_ref());
-    let refresh = palisade_crypto::otp::opaque_token("prt_");
-    let refresh_hash = hex(&auth.refresh_hasher.hash(refresh.expose_secret().as_bytes()));
-    let refresh_expires = OffsetDateTime::now_utc()
-        + time::Duration::seconds(i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0));
-    let family_id = match family {
-        Some(f) => f,
-        None => {
+    let scope_level = Principal::scope_level_of(scope.tenant());
+    let (family_id, refresh) = match session {
+        Session::Rotated {
+            family_id,
+            refresh_token,
+        } => (family_id, refresh_token),
+        Session::New => {
+            let refresh = palisade_crypto::otp::opaque_token("prt_");
             let id = uuid::Uuid::new_v4().to_string();
+            let expires_at = OffsetDateTime::now_utc()
+                + time::Duration::seconds(
+                    i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0),
+                );
             app.stores()
                 .refresh
                 .create_family(
-                    &scope,
+                    scope,
                     NewRefreshFamily {
                         id: id.clone(),
                         user_id: user.id,
@@ -445,12 +456,14 @@ pub(crate) async fn issue_tokens(
                         auth_time,
                     },
                     NewRefreshToken {
-                        token_hash: refresh_hash.clone(),
-                        expires_at: refresh_expires,
+                        token_hash: hex(&auth
+                            .refresh_hasher
+                            .hash(refresh.expose_secret().as_bytes())),
+                        expires_at,
                     },
                 )
                 .await?;
-            id
+            (id, refresh)
         }
     };
     let (access, claims) = auth
@@ -544,7 +557,15 @@ async fn verify_otp(
             serde_json::to_value(view).map_err(ApiError::internal)?,
         ));
     }
-    let tokens = issue_tokens(&app, &user, None, vec!["otp".to_owned()], now).await?;
+    let tokens = issue_tokens(
+        &app,
+        &scope,
+        &user,
+        Session::New,
+        vec!["otp".to_owned()],
+        now,
+    )
+    .await?;
     tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, tenant = %tenant.id, "signed in");
     Ok(AxumJson(
         serde_json::to_value(tokens).map_err(ApiError::internal)?,
@@ -622,15 +643,18 @@ async fn refresh_token(
         .await?
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(refused)?;
-    let mut view = issue_tokens(
+    let view = issue_tokens(
         &app,
+        &scope,
         &user,
-        Some(session.family_id),
+        Session::Rotated {
+            family_id: session.family_id,
+            refresh_token: next,
+        },
         session.amr,
         session.auth_time,
     )
     .await?;
-    view.refresh_token = next.expose_secret().to_owned();
     Ok(AxumJson(view))
 }
 

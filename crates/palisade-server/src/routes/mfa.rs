@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, Challenge};
 use crate::extract::{Caller, Json};
 use crate::router::{SecureRouter, op};
-use crate::routes::auth::{TokenView, issue_tokens};
+use crate::routes::auth::{Session, TokenView, issue_tokens};
 use crate::state::AppState;
 
 /// `POST /v1/auth/totp/enroll` → the secret to put in an authenticator app.
@@ -348,8 +348,9 @@ async fn step_up(
     Ok(AxumJson(
         issue_tokens(
             &app,
+            &scope,
             &user,
-            None,
+            Session::New,
             vec!["otp".to_owned(), "totp".to_owned()],
             OffsetDateTime::now_utc(),
         )
@@ -446,8 +447,9 @@ async fn verify_mfa(
     Ok(AxumJson(
         issue_tokens(
             &app,
+            &scope,
             &user,
-            None,
+            Session::New,
             vec!["otp".to_owned(), "totp".to_owned()],
             OffsetDateTime::now_utc(),
         )
