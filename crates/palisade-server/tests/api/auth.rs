@@ -554,3 +554,53 @@ fn production_refuses_smtp_without_tls() {
             .any(|v| v.setting == "auth.otp.smtp.tls")
     );
 }
+
+async fn sign_in_and_role_endpoints_refuse_malformed_and_oversized_bodies(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    let owner = app.bearer(tokens["access_token"].as_str().unwrap());
+    let anon = app.anonymous();
+    let big = format!("{{\"code\":\"{}\"}}", "9".repeat(2 * 1024 * 1024));
+    for (actor, path) in [
+        (&anon, "/v1/auth/otp/start"),
+        (&anon, "/v1/auth/otp/verify"),
+        (&anon, "/v1/auth/token/refresh"),
+        (&anon, "/v1/auth/mfa/verify"),
+        (&owner, "/v1/auth/totp/confirm"),
+        (&owner, "/v1/auth/step-up"),
+        (&owner, "/v1/roles"),
+    ] {
+        let send = |body: String, ct: &'static str| {
+            actor
+                .request(reqwest::Method::POST, path)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+        };
+        expect_problem(
+            send("{".into(), "application/json").await.unwrap(),
+            400,
+            "request.malformed_json",
+        )
+        .await;
+        expect_problem(
+            send("{}".into(), "text/plain").await.unwrap(),
+            415,
+            "request.unsupported_media_type",
+        )
+        .await;
+        let res = send("{\"evil\":1}".into(), "application/json")
+            .await
+            .unwrap();
+        expect_problem(res, 400, "request.unknown_field").await;
+        expect_problem(
+            send(big.clone(), "application/json").await.unwrap(),
+            413,
+            "request.too_large",
+        )
+        .await;
+    }
+    // Nothing above signed anyone out or changed the owner's session.
+    assert_eq!(owner.get("/v1/me").await.status(), 200);
+}
+
+each_backend!(sign_in_and_role_endpoints_refuse_malformed_and_oversized_bodies);
