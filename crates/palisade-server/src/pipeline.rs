@@ -107,6 +107,15 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
 
     let mut res = finish_problem(res, &id).await;
     let status = res.status();
+    if matches!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
+        // The rest of the body was never read, so the connection cannot carry another request: say
+        // so, and the client opens a fresh one instead of failing its next request on this one.
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     if let Some(InternalCause(cause)) = res.extensions_mut().remove::<InternalCause>() {
         tracing::error!(target: "palisade::error", request_id = %id, cause = %cause, "internal error");

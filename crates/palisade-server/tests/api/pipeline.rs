@@ -90,6 +90,12 @@ async fn oversized_bodies_are_refused_with_413_and_nothing_is_written() {
     let admin = app.system_admin().await;
     let big = json!({ "name": "x".repeat(4096), "slug": "big" });
     let res = admin.post("/v1/tenants", &big).await;
+    // The unread rest of the body makes the connection unusable: the server says it closes it, so
+    // a pooling client does not fail its next request on a dead connection.
+    assert_eq!(
+        res.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     expect_problem(res, 413, "request.too_large").await;
     // Chunked, without Content-Length.
     let chunks = futures::stream::iter(
