@@ -5,6 +5,7 @@
 //! addresses, ids) can only be built through a validating constructor, so a value of the type is proof
 //! that it was checked.
 
+pub mod canonical;
 pub mod ids;
 pub mod redact;
 pub mod tenant;

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use palisade_store::{StoreError, Stores};
 
+mod audit;
 mod codec;
 mod dialect;
 mod health;
@@ -132,6 +133,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
         otp: Arc::new(otp::SqlOtpStore::<D>::new(pool.clone())),
         refresh: Arc::new(refresh::SqlRefreshStore::<D>::new(pool.clone())),
         mfa: Arc::new(mfa::SqlMfaStore::<D>::new(pool.clone())),
+        audit: Arc::new(audit::SqlAuditStore::<D>::new(pool.clone())),
     }
 }
 
@@ -163,6 +165,29 @@ impl Backend {
         match &self.pool {
             Pool::Sqlite(pool) => stores_for::<SqliteDialect>(pool),
             Pool::Postgres(pool) => stores_for::<PostgresDialect>(pool),
+        }
+    }
+
+    /// Test support only: runs raw SQL as an attacker with database access would (tamper tests).
+    /// Never compiled into the server.
+    ///
+    /// # Errors
+    /// The database's error, translated as any other.
+    #[cfg(feature = "test-support")]
+    pub async fn execute_raw_for_tests(&self, sql: &str) -> Result<u64, StoreError> {
+        use sqlx::Executor as _;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.pool {
+            Pool::Sqlite(pool) => pool
+                .execute(sqlx::raw_sql(sql))
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(dialect::translate::<SqliteDialect>),
+            Pool::Postgres(pool) => pool
+                .execute(sqlx::raw_sql(sql))
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(dialect::translate::<PostgresDialect>),
         }
     }
 

@@ -136,3 +136,34 @@ pub(crate) enum RecoveryCodes {
 pub(crate) fn col<I: IdenStatic>(iden: I) -> &'static str {
     iden.as_str()
 }
+
+/// `audit_log`: the entries of every tenant's hash chain.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum AuditLog {
+    Table,
+    TenantId,
+    Seq,
+    At,
+    Actor,
+    Action,
+    Resource,
+    RecordId,
+    Ip,
+    RequestId,
+    Old,
+    New,
+    PrevHash,
+    Hash,
+}
+
+/// `audit_heads`: each chain's newest sequence and hash, and its retention checkpoint.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum AuditHeads {
+    Table,
+    TenantId,
+    Seq,
+    Hash,
+    CheckpointSeq,
+    CheckpointHash,
+    CheckpointSignature,
+}

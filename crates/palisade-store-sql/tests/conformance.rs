@@ -235,3 +235,146 @@ async fn schema_options_are_checked() {
         "checked before connecting: {err:?}"
     );
 }
+
+/// Tamper detection through the database itself: the append-only triggers refuse updates and
+/// deletes; an attacker who drops them can alter, delete or reorder rows, and verification names the
+/// first sequence number that no longer holds.
+async fn audit_tampering_is_refused_then_detected(backend: &Backend) {
+    use palisade_store::audit::{AuditEvent, AuditMeta};
+    let stores = backend.stores();
+    let system = SystemScope::internal(InternalRole::Bootstrap);
+    let root = stores
+        .tenants
+        .create_system_tenant(&system, Slug::parse("root").unwrap(), "Root".to_owned())
+        .await
+        .unwrap();
+    let scope = system.tenant_scope(root.to_ref());
+    let base = stores.audit.head(&scope).await.unwrap().seq;
+    for i in 0..5 {
+        stores
+            .audit
+            .record(
+                &scope,
+                &AuditMeta::system("test"),
+                AuditEvent {
+                    action: "thing.update".into(),
+                    resource: "thing".into(),
+                    record_id: Some(format!("r{i}")),
+                    old: None,
+                    new: Some(serde_json::json!({ "amount": i })),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let verify = || async { stores.audit.verify(&scope).await.unwrap() };
+    assert!(verify().await.valid);
+    let tid = root.id;
+    let raw = |sql: String| async move { backend.execute_raw_for_tests(&sql).await };
+
+    // The database refuses both, whatever the store API does.
+    assert!(
+        raw(format!(
+            "UPDATE audit_log SET actor = 'user:evil' WHERE tenant_id = '{tid}' AND seq = {}",
+            base + 3
+        ))
+        .await
+        .is_err(),
+        "an update must be refused by the append-only trigger"
+    );
+    assert!(
+        raw(format!(
+            "DELETE FROM audit_log WHERE tenant_id = '{tid}' AND seq = {}",
+            base + 2
+        ))
+        .await
+        .is_err(),
+        "a delete above the checkpoint must be refused"
+    );
+    assert!(verify().await.valid);
+
+    // An attacker with DDL rights drops the triggers and changes one value.
+    raw("DROP TRIGGER audit_log_no_update".into()).await.ok();
+    raw("DROP TRIGGER audit_log_no_update ON audit_log".into())
+        .await
+        .ok();
+    raw("DROP TRIGGER audit_log_delete_only_pruned".into())
+        .await
+        .ok();
+    raw("DROP TRIGGER audit_log_delete_only_pruned ON audit_log".into())
+        .await
+        .ok();
+    raw(format!(
+        "UPDATE audit_log SET new = '{{\"amount\":1000}}' WHERE tenant_id = '{tid}' AND seq = {}",
+        base + 3
+    ))
+    .await
+    .unwrap();
+    let report = verify().await;
+    assert!(!report.valid);
+    assert_eq!(report.first_invalid_seq, Some(base + 3));
+    // Put it back: valid again (the chain, not the triggers, is the evidence).
+    raw(format!(
+        "UPDATE audit_log SET new = '{{\"amount\":2}}' WHERE tenant_id = '{tid}' AND seq = {}",
+        base + 3
+    ))
+    .await
+    .unwrap();
+    assert!(verify().await.valid);
+
+    // Reorder: swap two entries' sequence numbers.
+    let swap = |a: i64, b: i64| async move {
+        for (from, to) in [(a, -1), (b, a), (-1, b)] {
+            raw(format!(
+                "UPDATE audit_log SET seq = {to} WHERE tenant_id = '{tid}' AND seq = {from}"
+            ))
+            .await
+            .unwrap();
+        }
+    };
+    swap(base + 2, base + 4).await;
+    assert_eq!(verify().await.first_invalid_seq, Some(base + 2));
+    swap(base + 2, base + 4).await;
+    assert!(verify().await.valid);
+
+    // Delete one entry: the gap is named.
+    raw(format!(
+        "DELETE FROM audit_log WHERE tenant_id = '{tid}' AND seq = {}",
+        base + 2
+    ))
+    .await
+    .unwrap();
+    assert_eq!(verify().await.first_invalid_seq, Some(base + 2));
+
+    // Cut off the tail: the head disagrees.
+    raw(format!(
+        "DELETE FROM audit_log WHERE tenant_id = '{tid}' AND seq >= {}",
+        base + 2
+    ))
+    .await
+    .unwrap();
+    assert_eq!(verify().await.first_invalid_seq, Some(base + 2));
+}
+
+#[tokio::test]
+async fn sqlite_audit_tampering_is_refused_then_detected() {
+    let (backend, _dir) = sqlite_backend().await;
+    audit_tampering_is_refused_then_detected(&backend).await;
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn postgres_audit_tampering_is_refused_then_detected() {
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (backend, schema) = pg_backend(&admin_url).await;
+    let outcome = tokio::spawn({
+        let backend = backend.clone();
+        async move { audit_tampering_is_refused_then_detected(&backend).await }
+    })
+    .await;
+    backend.close().await;
+    drop_test_schema(&admin_url, &schema).await;
+    rethrow(outcome);
+}

@@ -37,8 +37,10 @@ use crate::{
     NewTenant, NewUser, PageRequest, StoreError, StoreResult, Stores, Tenant, User, UserPatch,
 };
 
+mod audit;
 mod identity;
 mod roles;
+pub use audit::*;
 pub use identity::*;
 pub use roles::*;
 
@@ -100,6 +102,11 @@ pub const CASES: &[Case] = &[
     case!(custom_role_names_are_unique_per_tenant),
     case!(custom_roles_page_by_name),
     case!(a_custom_role_in_use_cannot_be_deleted),
+    case!(audit_chain_links_and_verifies),
+    case!(concurrent_audit_appends_never_fork_the_chain),
+    case!(audit_chains_are_scoped_to_the_tenant),
+    case!(audit_queries_filter_and_page),
+    case!(audit_retention_keeps_the_chain_verifiable),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -144,6 +151,11 @@ macro_rules! conformance_tests {
             custom_role_names_are_unique_per_tenant,
             custom_roles_page_by_name,
             a_custom_role_in_use_cannot_be_deleted,
+            audit_chain_links_and_verifies,
+            concurrent_audit_appends_never_fork_the_chain,
+            audit_chains_are_scoped_to_the_tenant,
+            audit_queries_filter_and_page,
+            audit_retention_keeps_the_chain_verifiable,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

@@ -16,11 +16,15 @@ use palisade_authz::{SystemScope, TenantRef, TenantScope};
 use palisade_domain::{Slug, TenantId, TenantKind, UserId, UserStatus};
 use time::OffsetDateTime;
 
+pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
 pub mod roles;
 
+pub use audit::{
+    AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore, ChainReport,
+};
 pub use identity::{
     MfaState, MfaStore, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey,
     OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
@@ -269,6 +273,8 @@ pub struct Stores {
     pub refresh: std::sync::Arc<dyn RefreshStore>,
     /// TOTP and recovery codes.
     pub mfa: std::sync::Arc<dyn MfaStore>,
+    /// The audit trail (queries, verification, retention, security events).
+    pub audit: std::sync::Arc<dyn AuditStore>,
 }
 
 impl std::fmt::Debug for Stores {
