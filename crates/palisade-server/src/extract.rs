@@ -275,3 +275,46 @@ impl<S: Send + Sync> FromRequestParts<S> for Scoped {
         })
     }
 }
+
+/// Who is acting and from where, for the audit entry a mutation writes: the principal (when the
+/// route has one), the client IP and the request id the pipeline resolved. Never fails: a public
+/// route's events are recorded as `anonymous`.
+#[derive(Debug, Clone)]
+pub struct Audited(pub palisade_store::AuditMeta);
+
+impl Audited {
+    /// The audit metadata from request parts.
+    #[must_use]
+    pub fn from_parts(parts: &Parts) -> palisade_store::AuditMeta {
+        let actor = parts
+            .extensions
+            .get::<Principal>()
+            .map_or_else(|| "anonymous".to_owned(), actor_of);
+        palisade_store::AuditMeta {
+            actor,
+            ip: parts
+                .extensions
+                .get::<crate::pipeline::ClientIp>()
+                .map(|ip| ip.0.to_string()),
+            request_id: parts
+                .extensions
+                .get::<crate::pipeline::RequestId>()
+                .map(|id| id.0.clone()),
+        }
+    }
+}
+
+/// The audit actor of a principal: `user:<id>` (or `api_key:<id>` / `client:<id>` once those
+/// credentials exist).
+#[must_use]
+pub fn actor_of(principal: &Principal) -> String {
+    format!("user:{}", principal.subject)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Audited {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(Self::from_parts(parts)))
+    }
+}
