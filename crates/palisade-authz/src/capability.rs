@@ -201,6 +201,11 @@ pub mod platform {
     /// Read the route registry (method, path, capability).
     pub const ROUTE_READ: Capability = Capability::from_static("platform.route.read");
 
+    /// Read the selected tenant's audit trail and verify its chain.
+    pub const AUDIT_LOG_READ: Capability = Capability::from_static("audit.log.read");
+    /// Export the selected tenant's audit trail.
+    pub const AUDIT_LOG_EXPORT: Capability = Capability::from_static("audit.log.export");
+
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
     pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
     /// End one's own sessions (logout, logout-all). Held by every signed-in user.
@@ -305,6 +310,16 @@ pub mod platform {
                 requires_mfa: true,
                 system_only: false,
             },
+            def(
+                AUDIT_LOG_READ,
+                "Read the selected tenant's audit trail (field masks applied) and verify its hash chain.",
+                false,
+            ),
+            def(
+                AUDIT_LOG_EXPORT,
+                "Export the selected tenant's audit trail as NDJSON or CSV (field masks applied).",
+                false,
+            ),
             def(
                 ROUTE_READ,
                 "Read the route registry: every route with the capability it demands.",

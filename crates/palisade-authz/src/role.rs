@@ -31,6 +31,20 @@ pub enum BuiltinRole {
     Viewer,
 }
 
+/// Capability namespaces that belong to the platform rather than to declared resources.
+pub const ADMIN_NAMESPACES: &[&str] = &[
+    "platform.",
+    "audit.",
+    "trust.",
+    "security.",
+    "vault.",
+    "privacy.",
+    "webhooks.",
+    "oauth.",
+    "api_keys.",
+    "files.",
+];
+
 impl BuiltinRole {
     /// Every built-in role.
     pub const ALL: [Self; 5] = [
@@ -61,7 +75,11 @@ impl BuiltinRole {
 
     fn grants(self, def: &CapabilityDef) -> bool {
         let name = def.name.as_str();
-        let is_platform = name.starts_with("platform.");
+        // SECURITY: members and viewers get declared-resource capabilities only; every platform
+        // namespace (administration, audit, trust reports, security controls, vault, privacy, keys)
+        // stays with the admin roles. Resource names cannot take these namespaces: the
+        // configuration check refuses resources named after platform paths.
+        let is_platform = ADMIN_NAMESPACES.iter().any(|ns| name.starts_with(ns));
         let is_field = name.contains(".field.");
         let action = name.rsplit('.').next().unwrap_or_default();
         match self {

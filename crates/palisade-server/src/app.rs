@@ -286,7 +286,12 @@ pub async fn bootstrap(state: &AppState) -> Result<BootstrapOutcome, BuildError>
         Some(t) => (t, false),
         None => match stores
             .tenants
-            .create_system_tenant(&system, slug.clone(), "System".to_owned())
+            .create_system_tenant(
+                &system,
+                slug.clone(),
+                "System".to_owned(),
+                &palisade_store::AuditMeta::system("bootstrap"),
+            )
             .await
         {
             Ok(t) => (t, true),
@@ -329,7 +334,11 @@ pub async fn bootstrap(state: &AppState) -> Result<BootstrapOutcome, BuildError>
                 phone: None,
                 roles: vec![BuiltinRole::SystemAdmin.name().to_owned()],
             };
-            match stores.users.create_user(&scope, new).await {
+            match stores
+                .users
+                .create_user(&scope, new, &palisade_store::AuditMeta::system("bootstrap"))
+                .await
+            {
                 Ok(_) => true,
                 Err(StoreError::Conflict { .. }) => false,
                 Err(e) => return Err(db(e)),

@@ -11,6 +11,7 @@ pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod guard;
 pub mod logging;

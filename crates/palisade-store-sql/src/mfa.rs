@@ -14,9 +14,10 @@
 use async_trait::async_trait;
 use palisade_authz::TenantScope;
 use palisade_domain::UserId;
-use palisade_store::{MfaState, MfaStore, StoreError, StoreResult};
+use palisade_store::{AuditEvent, AuditMeta, MfaState, MfaStore, StoreError, StoreResult};
 use sea_query::{Cond, Expr, ExprTrait, OnConflict, Query};
 
+use crate::audit::append;
 use crate::codec::{from_flag, now, to_flag, to_micros};
 use crate::dialect::{Conn, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{RecoveryCodes, UserMfa, Users, col};
@@ -57,6 +58,17 @@ async fn delete_recovery_codes<D: Exec>(
         .and_where(Expr::col(RecoveryCodes::UserId).eq(user_id.to_string()))
         .take();
     D::execute(conn, D::render(&stmt)).await.map(|_| ())
+}
+
+/// The audit event of a TOTP change: which user, never the secret or the codes.
+fn totp_event(action: &str, user_id: UserId) -> AuditEvent {
+    AuditEvent {
+        action: action.to_owned(),
+        resource: "user".to_owned(),
+        record_id: Some(user_id.to_string()),
+        old: None,
+        new: None,
+    }
 }
 
 #[async_trait]
@@ -138,6 +150,7 @@ impl<D: Exec> MfaStore for SqlMfaStore<D> {
         scope: &TenantScope,
         user_id: UserId,
         mut recovery_hashes: Vec<String>,
+        meta: &AuditMeta,
     ) -> StoreResult<()> {
         // `SET totp_sealed = pending_sealed, pending_sealed = NULL`: every right-hand side reads the
         // row as it was, on both backends.
@@ -183,10 +196,22 @@ impl<D: Exec> MfaStore for SqlMfaStore<D> {
         if let Some(stmt) = insert_codes {
             D::execute(&mut tx, D::render(&stmt)).await?;
         }
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            totp_event("user.totp_enable", user_id),
+        )
+        .await?;
         commit::<D>(tx).await
     }
 
-    async fn disable_totp(&self, scope: &TenantScope, user_id: UserId) -> StoreResult<()> {
+    async fn disable_totp(
+        &self,
+        scope: &TenantScope,
+        user_id: UserId,
+        meta: &AuditMeta,
+    ) -> StoreResult<()> {
         let clear = Query::update()
             .table(UserMfa::Table)
             .values([
@@ -202,6 +227,13 @@ impl<D: Exec> MfaStore for SqlMfaStore<D> {
             return Err(StoreError::NotFound);
         }
         delete_recovery_codes::<D>(&mut tx, scope, user_id).await?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            totp_event("user.totp_disable", user_id),
+        )
+        .await?;
         commit::<D>(tx).await
     }
 

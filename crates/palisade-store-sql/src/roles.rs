@@ -13,11 +13,12 @@
 use async_trait::async_trait;
 use palisade_authz::TenantScope;
 use palisade_store::{
-    CustomRole, NewRole, Page, PageRequest, ROLE_IN_USE, RolePatch, RoleStore, StoreError,
-    StoreResult,
+    AuditEvent, AuditMeta, CustomRole, NewRole, Page, PageRequest, ROLE_IN_USE, RolePatch,
+    RoleStore, StoreError, StoreResult,
 };
 use sea_query::{Expr, ExprTrait, LockType, Order, Query, SelectStatement};
 
+use crate::audit::append;
 use crate::codec::{
     fetch_size, from_json_list, from_micros, into_page, now, parse_stored, to_json_list, to_micros,
 };
@@ -33,6 +34,31 @@ impl<D: Dialect> SqlRoleStore<D> {
     /// A store over `pool`.
     pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
         Self { pool }
+    }
+}
+
+/// A role as its audit entries show it.
+fn role_json(r: &CustomRole) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.name,
+        "inherits": r.inherits,
+        "capabilities": r.capabilities,
+    })
+}
+
+/// The audit event of a role change.
+fn role_event(
+    action: &str,
+    name: &str,
+    old: Option<&CustomRole>,
+    new: Option<&CustomRole>,
+) -> AuditEvent {
+    AuditEvent {
+        action: action.to_owned(),
+        resource: "role".to_owned(),
+        record_id: Some(name.to_owned()),
+        old: old.map(role_json),
+        new: new.map(role_json),
     }
 }
 
@@ -135,7 +161,12 @@ async fn in_use<D: Exec>(conn: &mut Conn<D>, scope: &TenantScope, name: &str) ->
 
 #[async_trait]
 impl<D: Exec> RoleStore for SqlRoleStore<D> {
-    async fn create_role(&self, scope: &TenantScope, new: NewRole) -> StoreResult<CustomRole> {
+    async fn create_role(
+        &self,
+        scope: &TenantScope,
+        new: NewRole,
+        meta: &AuditMeta,
+    ) -> StoreResult<CustomRole> {
         let at = now()?;
         let micros = to_micros(at)?;
         let role = CustomRole {
@@ -166,8 +197,16 @@ impl<D: Exec> RoleStore for SqlRoleStore<D> {
             ])
             .map_err(|e| StoreError::Internal(Box::new(e)))?
             .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        D::execute(&mut conn, D::render(&stmt)).await?;
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        D::execute(&mut tx, D::render(&stmt)).await?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            role_event("role.create", &role.name, None, Some(&role)),
+        )
+        .await?;
+        commit::<D>(tx).await?;
         Ok(role)
     }
 
@@ -216,6 +255,7 @@ impl<D: Exec> RoleStore for SqlRoleStore<D> {
         scope: &TenantScope,
         name: &str,
         patch: RolePatch,
+        meta: &AuditMeta,
     ) -> StoreResult<CustomRole> {
         let mut update = Query::update();
         update
@@ -232,19 +272,41 @@ impl<D: Exec> RoleStore for SqlRoleStore<D> {
                 to_json_list(&normalise(capabilities))?,
             );
         }
-        // Write first (the UPDATE also proves the role is in the scope's tenant), then read back.
+        // Lock and read the old row, write, then read back.
+        let lock = select_roles(scope)
+            .and_where(Expr::col(CustomRoles::Name).eq(name))
+            .lock(LockType::Update)
+            .take();
         let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = D::fetch_optional(&mut tx, D::render(&lock))
+            .await?
+            .as_ref()
+            .map(decode_role::<D>)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
         if D::execute(&mut tx, D::render(&update)).await? == 0 {
             return Err(StoreError::NotFound);
         }
         let role = load_role::<D>(&mut tx, scope, name)
             .await?
             .ok_or(StoreError::NotFound)?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            role_event("role.update", name, Some(&old), Some(&role)),
+        )
+        .await?;
         commit::<D>(tx).await?;
         Ok(role)
     }
 
-    async fn delete_role(&self, scope: &TenantScope, name: &str) -> StoreResult<()> {
+    async fn delete_role(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        meta: &AuditMeta,
+    ) -> StoreResult<()> {
         let lock = select_roles(scope)
             .and_where(Expr::col(CustomRoles::Name).eq(name))
             .lock(LockType::Update)
@@ -255,18 +317,25 @@ impl<D: Exec> RoleStore for SqlRoleStore<D> {
             .and_where(Expr::col(CustomRoles::Name).eq(name))
             .take();
         let mut tx = begin_write::<D>(&self.pool).await?;
-        if D::fetch_optional(&mut tx, D::render(&lock))
+        let old = D::fetch_optional(&mut tx, D::render(&lock))
             .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
-        }
+            .as_ref()
+            .map(decode_role::<D>)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
         if in_use::<D>(&mut tx, scope, name).await? {
             return Err(StoreError::Conflict {
                 constraint: ROLE_IN_USE.to_owned(),
             });
         }
         D::execute(&mut tx, D::render(&delete)).await?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            role_event("role.delete", name, Some(&old), None),
+        )
+        .await?;
         commit::<D>(tx).await
     }
 

@@ -15,10 +15,14 @@
 use async_trait::async_trait;
 use palisade_authz::{SystemScope, TenantScope};
 use palisade_domain::{Slug, TenantId, TenantKind};
-use palisade_store::{NewTenant, Page, PageRequest, StoreError, StoreResult, Tenant, TenantStore};
-use sea_query::{Cond, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use palisade_store::{
+    AuditEvent, AuditMeta, NewTenant, Page, PageRequest, StoreError, StoreResult, Tenant,
+    TenantStore,
+};
+use sea_query::{Cond, Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement};
 use time::OffsetDateTime;
 
+use crate::audit::append;
 use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
 use crate::dialect::{DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{Tenants, col};
@@ -117,6 +121,17 @@ fn decode_tenant<D: Exec>(row: &DbRow<D>) -> StoreResult<Tenant> {
     })
 }
 
+/// A tenant as its audit entries show it.
+fn tenant_json(t: &Tenant) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id.to_string(),
+        "slug": t.slug.as_str(),
+        "name": t.name,
+        "kind": t.kind.as_str(),
+        "parent_id": t.parent_id.map(|p| p.to_string()),
+    })
+}
+
 impl<D: Exec> SqlTenantStore<D> {
     /// Inserts a new tenant row and returns it as stored. With a parent, `NotFound` when the parent no
     /// longer exists at the given path.
@@ -126,6 +141,7 @@ impl<D: Exec> SqlTenantStore<D> {
         name: String,
         kind: TenantKind,
         parent: Option<(TenantId, &str)>,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         let id = TenantId::new();
         let path = match parent {
@@ -171,11 +187,7 @@ impl<D: Exec> SqlTenantStore<D> {
             ),
         }
         .map_err(|e| StoreError::Internal(Box::new(e)))?;
-        let mut conn = acquire::<D>(&self.pool).await?;
-        if D::execute(&mut conn, D::render(&stmt)).await? == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(Tenant {
+        let tenant = Tenant {
             id,
             slug,
             name,
@@ -185,7 +197,27 @@ impl<D: Exec> SqlTenantStore<D> {
             has_children: false,
             created_at: at,
             updated_at: at,
-        })
+        };
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        if D::execute(&mut tx, D::render(&stmt)).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // The entry goes to the acting tenant's chain: the parent's, or the system tenant's own.
+        append::<D>(
+            &mut tx,
+            parent_id.unwrap_or(id),
+            meta,
+            AuditEvent {
+                action: "tenant.create".to_owned(),
+                resource: "tenant".to_owned(),
+                record_id: Some(id.to_string()),
+                old: None,
+                new: Some(tenant_json(&tenant)),
+            },
+        )
+        .await?;
+        commit::<D>(tx).await?;
+        Ok(tenant)
     }
 }
 
@@ -214,15 +246,18 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         _system: &SystemScope,
         slug: Slug,
         name: String,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         // The partial unique index refuses a second system tenant (`tenants.kind`).
-        self.insert(slug, name, TenantKind::System, None).await
+        self.insert(slug, name, TenantKind::System, None, meta)
+            .await
     }
 
     async fn create_child_tenant(
         &self,
         scope: &TenantScope,
         new: NewTenant,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         if new.kind == TenantKind::System {
             return Err(StoreError::internal(
@@ -235,6 +270,7 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
             new.name,
             new.kind,
             Some((scope.tenant_id(), parent_path)),
+            meta,
         )
         .await
     }
@@ -284,6 +320,7 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         scope: &TenantScope,
         id: TenantId,
         name: String,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         let prefix = subtree_prefix(scope)?;
         let update = Query::update()
@@ -301,8 +338,19 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         let select = select_tenants()
             .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
             .take();
-        // Write first, then read the row back in the same transaction.
+        // Lock and read the old row, write, then read the row back in the same transaction.
         let mut tx = begin_write::<D>(&self.pool).await?;
+        let before = select_tenants()
+            .and_where(Expr::col((T, Tenants::Id)).eq(id.to_string()))
+            .and_where(within_subtree(Expr::col((T, Tenants::Path)), prefix)?)
+            .lock(LockType::Update)
+            .take();
+        let old = D::fetch_optional(&mut tx, D::render(&before))
+            .await?
+            .as_ref()
+            .map(decode_tenant::<D>)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
         if D::execute(&mut tx, D::render(&update)).await? == 0 {
             return Err(StoreError::NotFound);
         }
@@ -310,6 +358,19 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
             .await?
             .ok_or(StoreError::NotFound)?;
         let tenant = decode_tenant::<D>(&row)?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            AuditEvent {
+                action: "tenant.update".to_owned(),
+                resource: "tenant".to_owned(),
+                record_id: Some(id.to_string()),
+                old: Some(tenant_json(&old)),
+                new: Some(tenant_json(&tenant)),
+            },
+        )
+        .await?;
         commit::<D>(tx).await?;
         Ok(tenant)
     }

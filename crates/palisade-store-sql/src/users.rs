@@ -17,10 +17,12 @@ use async_trait::async_trait;
 use palisade_authz::TenantScope;
 use palisade_domain::{UserId, UserStatus};
 use palisade_store::{
-    NewUser, Page, PageRequest, StoreError, StoreResult, User, UserPatch, UserStore,
+    AuditEvent, AuditMeta, NewUser, Page, PageRequest, StoreError, StoreResult, User, UserPatch,
+    UserStore,
 };
-use sea_query::{Expr, ExprTrait, InsertStatement, Order, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, InsertStatement, LockType, Order, Query, SelectStatement};
 
+use crate::audit::append;
 use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{UserRoles, Users, col};
@@ -35,6 +37,50 @@ impl<D: Dialect> SqlUserStore<D> {
     pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
         Self { pool }
     }
+}
+
+/// A user as its audit entries show it.
+fn user_json(u: &User) -> serde_json::Value {
+    serde_json::json!({
+        "id": u.id.to_string(),
+        "email": u.email,
+        "phone": u.phone,
+        "status": u.status.as_str(),
+        "roles": u.roles,
+    })
+}
+
+/// The audit event of a user change.
+fn user_event(action: &str, id: UserId, old: Option<&User>, new: Option<&User>) -> AuditEvent {
+    AuditEvent {
+        action: action.to_owned(),
+        resource: "user".to_owned(),
+        record_id: Some(id.to_string()),
+        old: old.map(user_json),
+        new: new.map(user_json),
+    }
+}
+
+/// Locks the user's row (`FOR UPDATE` on PostgreSQL) and reads it with its roles; `NotFound`
+/// outside the scope's tenant.
+async fn lock_user<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    id: UserId,
+) -> StoreResult<User> {
+    let lock = Query::select()
+        .column(Users::Id)
+        .from(Users::Table)
+        .and_where(Expr::col(Users::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(Users::Id).eq(id.to_string()))
+        .lock(LockType::Update)
+        .take();
+    if D::fetch_optional(conn, D::render(&lock)).await?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    load_user::<D>(conn, scope, id)
+        .await?
+        .ok_or(StoreError::NotFound)
 }
 
 /// The scope's tenant id as stored.
@@ -172,7 +218,12 @@ impl<D: Exec> SqlUserStore<D> {
 
 #[async_trait]
 impl<D: Exec> UserStore for SqlUserStore<D> {
-    async fn create_user(&self, scope: &TenantScope, new: NewUser) -> StoreResult<User> {
+    async fn create_user(
+        &self,
+        scope: &TenantScope,
+        new: NewUser,
+        meta: &AuditMeta,
+    ) -> StoreResult<User> {
         let at = now()?;
         let micros = to_micros(at)?;
         let user = User {
@@ -217,6 +268,13 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         if let Some(stmt) = insert_roles {
             D::execute(&mut tx, D::render(&stmt)).await?;
         }
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            user_event("user.create", user.id, None, Some(&user)),
+        )
+        .await?;
         commit::<D>(tx).await?;
         Ok(user)
     }
@@ -264,6 +322,7 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         scope: &TenantScope,
         id: UserId,
         patch: UserPatch,
+        meta: &AuditMeta,
     ) -> StoreResult<User> {
         let mut update = Query::update();
         update
@@ -286,8 +345,9 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
             None => None,
         };
 
-        // Write first (the UPDATE also proves the user is in the scope's tenant), then read back.
+        // Lock the row and read the old state, write, then read back.
         let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = lock_user::<D>(&mut tx, scope, id).await?;
         if D::execute(&mut tx, D::render(&update)).await? == 0 {
             return Err(StoreError::NotFound);
         }
@@ -300,25 +360,50 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         let user = load_user::<D>(&mut tx, scope, id)
             .await?
             .ok_or(StoreError::NotFound)?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            user_event("user.update", id, Some(&old), Some(&user)),
+        )
+        .await?;
         commit::<D>(tx).await?;
         Ok(user)
     }
 
-    async fn delete_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<()> {
+    async fn delete_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        meta: &AuditMeta,
+    ) -> StoreResult<()> {
         // `user_roles` rows go with the user (ON DELETE CASCADE).
         let stmt = Query::delete()
             .from_table(Users::Table)
             .and_where(Expr::col(Users::TenantId).eq(tenant_of(scope)))
             .and_where(Expr::col(Users::Id).eq(id.to_string()))
             .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        match D::execute(&mut conn, D::render(&stmt)).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = lock_user::<D>(&mut tx, scope, id).await?;
+        if D::execute(&mut tx, D::render(&stmt)).await? == 0 {
+            return Err(StoreError::NotFound);
         }
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            user_event("user.delete", id, Some(&old), None),
+        )
+        .await?;
+        commit::<D>(tx).await
     }
 
-    async fn bump_token_version(&self, scope: &TenantScope, id: UserId) -> StoreResult<i64> {
+    async fn bump_token_version(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        meta: &AuditMeta,
+    ) -> StoreResult<i64> {
         // One statement: the increment and the version it produced cannot be separated, so concurrent
         // logouts each get their own version.
         let stmt = Query::update()
@@ -331,11 +416,25 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
             .and_where(Expr::col(Users::Id).eq(id.to_string()))
             .returning_col(Users::TokenVersion)
             .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        // `fetch_all` runs the statement to completion, so SQLite's implicit transaction ends here.
-        let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let rows = D::fetch_all(&mut tx, D::render(&stmt)).await?;
         let row = rows.first().ok_or(StoreError::NotFound)?;
-        D::int(row, col(Users::TokenVersion))
+        let version = D::int(row, col(Users::TokenVersion))?;
+        append::<D>(
+            &mut tx,
+            scope.tenant_id(),
+            meta,
+            AuditEvent {
+                action: "user.logout_all".to_owned(),
+                resource: "user".to_owned(),
+                record_id: Some(id.to_string()),
+                old: None,
+                new: Some(serde_json::json!({ "token_version": version })),
+            },
+        )
+        .await?;
+        commit::<D>(tx).await?;
+        Ok(version)
     }
 
     async fn find_user_by_phone(

@@ -109,7 +109,12 @@ async fn duplicate_slug_conflict(stores: &Stores) -> StoreError {
     let system = SystemScope::internal(InternalRole::Bootstrap);
     let root = stores
         .tenants
-        .create_system_tenant(&system, Slug::parse("root").unwrap(), "Root".to_owned())
+        .create_system_tenant(
+            &system,
+            Slug::parse("root").unwrap(),
+            "Root".to_owned(),
+            &audit_meta(),
+        )
         .await
         .unwrap();
     let scope = system.tenant_scope(root.to_ref());
@@ -120,12 +125,12 @@ async fn duplicate_slug_conflict(stores: &Stores) -> StoreError {
     };
     stores
         .tenants
-        .create_child_tenant(&scope, new.clone())
+        .create_child_tenant(&scope, new.clone(), &audit_meta())
         .await
         .unwrap();
     stores
         .tenants
-        .create_child_tenant(&scope, new)
+        .create_child_tenant(&scope, new, &audit_meta())
         .await
         .unwrap_err()
 }
@@ -245,7 +250,12 @@ async fn audit_tampering_is_refused_then_detected(backend: &Backend) {
     let system = SystemScope::internal(InternalRole::Bootstrap);
     let root = stores
         .tenants
-        .create_system_tenant(&system, Slug::parse("root").unwrap(), "Root".to_owned())
+        .create_system_tenant(
+            &system,
+            Slug::parse("root").unwrap(),
+            "Root".to_owned(),
+            &audit_meta(),
+        )
         .await
         .unwrap();
     let scope = system.tenant_scope(root.to_ref());
@@ -377,4 +387,8 @@ async fn postgres_audit_tampering_is_refused_then_detected() {
     backend.close().await;
     drop_test_schema(&admin_url, &schema).await;
     rethrow(outcome);
+}
+
+fn audit_meta() -> palisade_store::AuditMeta {
+    palisade_store::AuditMeta::system("conformance")
 }

@@ -107,6 +107,7 @@ pub const CASES: &[Case] = &[
     case!(audit_chains_are_scoped_to_the_tenant),
     case!(audit_queries_filter_and_page),
     case!(audit_retention_keeps_the_chain_verifiable),
+    case!(platform_mutations_write_exactly_one_entry_each),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -156,6 +157,7 @@ macro_rules! conformance_tests {
             audit_chains_are_scoped_to_the_tenant,
             audit_queries_filter_and_page,
             audit_retention_keeps_the_chain_verifiable,
+            platform_mutations_write_exactly_one_entry_each,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {
@@ -213,7 +215,7 @@ fn slug(s: &str) -> Slug {
 async fn system_tenant(stores: &Stores) -> Tenant {
     stores
         .tenants
-        .create_system_tenant(&bootstrap(), slug("root"), "Root".to_owned())
+        .create_system_tenant(&bootstrap(), slug("root"), "Root".to_owned(), audit_meta())
         .await
         .expect("create the system tenant")
 }
@@ -228,6 +230,7 @@ async fn child(stores: &Stores, parent: &Tenant, name: &str, kind: TenantKind) -
                 name: format!("Tenant {name}"),
                 kind,
             },
+            audit_meta(),
         )
         .await
         .expect("create a child tenant")
@@ -244,7 +247,7 @@ fn new_user(email: &str, roles: &[&str]) -> NewUser {
 async fn user(stores: &Stores, tenant: &Tenant, email: &str, roles: &[&str]) -> User {
     stores
         .users
-        .create_user(&scope(tenant), new_user(email, roles))
+        .create_user(&scope(tenant), new_user(email, roles), audit_meta())
         .await
         .expect("create a user")
 }
@@ -519,24 +522,24 @@ pub async fn tenant_hierarchy_and_scoping(stores: &Stores) {
     assert_not_found(
         stores
             .tenants
-            .rename_tenant(&s_acme, other.id, "Nope".to_owned())
+            .rename_tenant(&s_acme, other.id, "Nope".to_owned(), audit_meta())
             .await,
     );
     assert_not_found(
         stores
             .tenants
-            .rename_tenant(&s_acme, partner.id, "Nope".to_owned())
+            .rename_tenant(&s_acme, partner.id, "Nope".to_owned(), audit_meta())
             .await,
     );
     assert_not_found(
         stores
             .tenants
-            .rename_tenant(&s_acme, TenantId::new(), "Nope".to_owned())
+            .rename_tenant(&s_acme, TenantId::new(), "Nope".to_owned(), audit_meta())
             .await,
     );
     let renamed = stores
         .tenants
-        .rename_tenant(&s_acme, acme_eu.id, "Acme Europe".to_owned())
+        .rename_tenant(&s_acme, acme_eu.id, "Acme Europe".to_owned(), audit_meta())
         .await
         .expect("rename within the subtree");
     assert_eq!(renamed.name, "Acme Europe");
@@ -573,6 +576,7 @@ pub async fn tenant_hierarchy_and_scoping(stores: &Stores) {
                 name: "Rogue".to_owned(),
                 kind: TenantKind::System,
             },
+            audit_meta(),
         )
         .await;
     assert!(rogue.is_err(), "a system child was accepted: {rogue:?}");
@@ -621,7 +625,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
         assert!(got.is_err(), "path {path:?} got {got:?}");
         let renamed = stores
             .tenants
-            .rename_tenant(&forged, other.id, "Pwned".to_owned())
+            .rename_tenant(&forged, other.id, "Pwned".to_owned(), audit_meta())
             .await;
         assert!(renamed.is_err(), "path {path:?} renamed {renamed:?}");
         let created = stores
@@ -633,6 +637,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
                     name: "Forged".to_owned(),
                     kind: TenantKind::Tenant,
                 },
+                audit_meta(),
             )
             .await;
         assert!(created.is_err(), "path {path:?} created {created:?}");
@@ -668,7 +673,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
     assert_not_found(
         stores
             .tenants
-            .rename_tenant(&detached, acme.id, "Pwned".to_owned())
+            .rename_tenant(&detached, acme.id, "Pwned".to_owned(), audit_meta())
             .await,
     );
     assert_not_found(
@@ -681,6 +686,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
                     name: "Grafted".to_owned(),
                     kind: TenantKind::Tenant,
                 },
+                audit_meta(),
             )
             .await,
     );
@@ -711,6 +717,7 @@ pub async fn tenant_slug_is_unique(stores: &Stores) {
                     name: "Acme again".to_owned(),
                     kind: TenantKind::Tenant,
                 },
+                audit_meta(),
             )
             .await;
         assert_conflict(again, "tenants.slug");
@@ -719,13 +726,23 @@ pub async fn tenant_slug_is_unique(stores: &Stores) {
     // first is not specified, only that it is a conflict.
     let both = stores
         .tenants
-        .create_system_tenant(&bootstrap(), slug("acme"), "Root 2".to_owned())
+        .create_system_tenant(
+            &bootstrap(),
+            slug("acme"),
+            "Root 2".to_owned(),
+            audit_meta(),
+        )
         .await;
     assert!(matches!(both, Err(StoreError::Conflict { .. })), "{both:?}");
     assert_conflict(
         stores
             .tenants
-            .create_system_tenant(&bootstrap(), slug("root-2"), "Root 2".to_owned())
+            .create_system_tenant(
+                &bootstrap(),
+                slug("root-2"),
+                "Root 2".to_owned(),
+                audit_meta(),
+            )
             .await,
         "tenants.kind",
     );
@@ -754,6 +771,7 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
                 phone: Some("+442071838750".to_owned()),
                 roles: vec!["viewer".to_owned()],
             },
+            audit_meta(),
         )
         .await
         .expect("create a user");
@@ -816,10 +834,16 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
                         status: Some(UserStatus::Disabled),
                         roles: Some(vec!["owner".to_owned()]),
                     },
+                    audit_meta(),
                 )
                 .await,
         );
-        assert_not_found(stores.users.delete_user(foreign, created.id).await);
+        assert_not_found(
+            stores
+                .users
+                .delete_user(foreign, created.id, audit_meta())
+                .await,
+        );
     }
     assert_eq!(
         stores.users.get_user(&s_b, created.id).await.expect("get"),
@@ -837,6 +861,7 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
                 status: Some(UserStatus::Disabled),
                 roles: None,
             },
+            audit_meta(),
         )
         .await
         .expect("update");
@@ -851,21 +876,31 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
 
     stores
         .users
-        .delete_user(&s_b, created.id)
+        .delete_user(&s_b, created.id, audit_meta())
         .await
         .expect("delete");
     assert_eq!(
         stores.users.get_user(&s_b, created.id).await.expect("get"),
         None
     );
-    assert_not_found(stores.users.delete_user(&s_b, created.id).await);
     assert_not_found(
         stores
             .users
-            .update_user(&s_b, created.id, UserPatch::default())
+            .delete_user(&s_b, created.id, audit_meta())
             .await,
     );
-    assert_not_found(stores.users.delete_user(&s_b, UserId::new()).await);
+    assert_not_found(
+        stores
+            .users
+            .update_user(&s_b, created.id, UserPatch::default(), audit_meta())
+            .await,
+    );
+    assert_not_found(
+        stores
+            .users
+            .delete_user(&s_b, UserId::new(), audit_meta())
+            .await,
+    );
 
     // The e-mail is free again once the user is gone.
     let again = user(stores, &b, "bob@example.com", &[]).await;
@@ -882,7 +917,11 @@ pub async fn user_email_unique_per_tenant(stores: &Stores) {
     assert_conflict(
         stores
             .users
-            .create_user(&scope(&a), new_user("same@example.com", &["viewer"]))
+            .create_user(
+                &scope(&a),
+                new_user("same@example.com", &["viewer"]),
+                audit_meta(),
+            )
             .await,
         "users.tenant_id_email",
     );
@@ -984,6 +1023,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
                 status: None,
                 roles: Some(strings(&["owner", "billing", "owner"])),
             },
+            audit_meta(),
         )
         .await
         .expect("replace roles");
@@ -1004,6 +1044,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
                 status: Some(UserStatus::Disabled),
                 roles: None,
             },
+            audit_meta(),
         )
         .await
         .expect("update status");
@@ -1021,6 +1062,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
                 status: None,
                 roles: Some(Vec::new()),
             },
+            audit_meta(),
         )
         .await
         .expect("clear roles");
@@ -1051,6 +1093,7 @@ pub async fn concurrent_duplicates_have_exactly_one_winner(stores: &Stores) {
                 name: "Contested".to_owned(),
                 kind: TenantKind::Tenant,
             },
+            audit_meta(),
         )
     };
     let (first, second) = join2(create(), create()).await;
@@ -1071,9 +1114,11 @@ pub async fn concurrent_duplicates_have_exactly_one_winner(stores: &Stores) {
 
     let s_won = scope(&won);
     let create_user = || {
-        stores
-            .users
-            .create_user(&s_won, new_user("race@example.com", &["admin", "viewer"]))
+        stores.users.create_user(
+            &s_won,
+            new_user("race@example.com", &["admin", "viewer"]),
+            audit_meta(),
+        )
     };
     let (first, second) = join2(create_user(), create_user()).await;
     let lost = match (first, second) {
@@ -1098,4 +1143,11 @@ pub async fn ping_works(stores: &Stores) {
         "unknown backend name {}",
         stores.health.backend()
     );
+}
+
+/// The audit metadata every mutation in the suite carries.
+pub(crate) fn audit_meta() -> &'static crate::AuditMeta {
+    static META: std::sync::LazyLock<crate::AuditMeta> =
+        std::sync::LazyLock::new(|| crate::AuditMeta::system("conformance"));
+    &META
 }

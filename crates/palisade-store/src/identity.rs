@@ -468,12 +468,18 @@ pub trait MfaStore: Send + Sync {
         scope: &TenantScope,
         user_id: UserId,
         recovery_hashes: Vec<String>,
+        meta: &crate::AuditMeta,
     ) -> StoreResult<()>;
 
     /// Turns TOTP off: clears the enabled and pending secrets and deletes the recovery codes, in one
     /// transaction. The last accepted step is kept (it only ever moves forward). `NotFound` when the
     /// user has no TOTP state in the scope's tenant.
-    async fn disable_totp(&self, scope: &TenantScope, user_id: UserId) -> StoreResult<()>;
+    async fn disable_totp(
+        &self,
+        scope: &TenantScope,
+        user_id: UserId,
+        meta: &crate::AuditMeta,
+    ) -> StoreResult<()>;
 
     /// Records that a code of time step `step` was accepted. SECURITY: succeeds (`true`) only when the
     /// stored step is unset or smaller, atomically, so a TOTP code is accepted at most once and never

@@ -142,10 +142,15 @@ pub trait TenantStore: Send + Sync {
         system: &SystemScope,
         slug: Slug,
         name: String,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant>;
     /// Creates a child of the scope's tenant.
-    async fn create_child_tenant(&self, scope: &TenantScope, new: NewTenant)
-    -> StoreResult<Tenant>;
+    async fn create_child_tenant(
+        &self,
+        scope: &TenantScope,
+        new: NewTenant,
+        meta: &AuditMeta,
+    ) -> StoreResult<Tenant>;
     /// The scope's tenant or one of its descendants; `None` outside the subtree.
     async fn get_tenant(&self, scope: &TenantScope, id: TenantId) -> StoreResult<Option<Tenant>>;
     /// The scope's tenant and its descendants, ordered by id.
@@ -160,6 +165,7 @@ pub trait TenantStore: Send + Sync {
         scope: &TenantScope,
         id: TenantId,
         name: String,
+        meta: &AuditMeta,
     ) -> StoreResult<Tenant>;
 }
 
@@ -211,7 +217,12 @@ pub struct UserPatch {
 pub trait UserStore: Send + Sync {
     /// Creates a user in the scope's tenant. `Conflict` when the e-mail (`users.tenant_id_email`) or
     /// the phone (`users.tenant_id_phone`) exists there.
-    async fn create_user(&self, scope: &TenantScope, new: NewUser) -> StoreResult<User>;
+    async fn create_user(
+        &self,
+        scope: &TenantScope,
+        new: NewUser,
+        meta: &AuditMeta,
+    ) -> StoreResult<User>;
     /// A user of the scope's tenant.
     async fn get_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<Option<User>>;
     /// A user of the scope's tenant by (lowercased) e-mail.
@@ -228,14 +239,25 @@ pub trait UserStore: Send + Sync {
         scope: &TenantScope,
         id: UserId,
         patch: UserPatch,
+        meta: &AuditMeta,
     ) -> StoreResult<User>;
     /// Deletes a user; `NotFound` when not in the scope's tenant. The user's roles, MFA state,
     /// recovery codes, refresh-token families and OTP challenges go with it.
-    async fn delete_user(&self, scope: &TenantScope, id: UserId) -> StoreResult<()>;
+    async fn delete_user(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        meta: &AuditMeta,
+    ) -> StoreResult<()>;
     /// Increments the user's token version (logout-all: every token carrying an older version is
     /// refused) and returns the new version, atomically. `NotFound` when the user is not in the
     /// scope's tenant. `updated_at` is left alone: this is a session event, not a profile change.
-    async fn bump_token_version(&self, scope: &TenantScope, id: UserId) -> StoreResult<i64>;
+    async fn bump_token_version(
+        &self,
+        scope: &TenantScope,
+        id: UserId,
+        meta: &AuditMeta,
+    ) -> StoreResult<i64>;
     /// A user of the scope's tenant by E.164 phone number (unique within a tenant, like the e-mail:
     /// `Conflict` on `users.tenant_id_phone`).
     async fn find_user_by_phone(

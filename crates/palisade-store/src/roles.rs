@@ -16,7 +16,7 @@ use palisade_authz::{RoleDef, TenantScope};
 use palisade_domain::TenantId;
 use time::OffsetDateTime;
 
-use crate::{Page, PageRequest, StoreResult};
+use crate::{AuditMeta, Page, PageRequest, StoreResult};
 
 /// The constraint a refused delete of a role in use reports.
 pub const ROLE_IN_USE: &str = "custom_roles.in_use";
@@ -74,7 +74,12 @@ pub struct RolePatch {
 pub trait RoleStore: Send + Sync {
     /// Creates a role in the scope's tenant. `Conflict` (`custom_roles.tenant_id_name`) when the name
     /// is taken there.
-    async fn create_role(&self, scope: &TenantScope, new: NewRole) -> StoreResult<CustomRole>;
+    async fn create_role(
+        &self,
+        scope: &TenantScope,
+        new: NewRole,
+        meta: &AuditMeta,
+    ) -> StoreResult<CustomRole>;
     /// A role of the scope's tenant.
     async fn get_role(&self, scope: &TenantScope, name: &str) -> StoreResult<Option<CustomRole>>;
     /// Roles of the scope's tenant, ordered by name (keyset: `after` is a name).
@@ -92,10 +97,16 @@ pub trait RoleStore: Send + Sync {
         scope: &TenantScope,
         name: &str,
         patch: RolePatch,
+        meta: &AuditMeta,
     ) -> StoreResult<CustomRole>;
     /// Deletes a role; `NotFound` when not in the scope's tenant, `Conflict` ([`ROLE_IN_USE`]) when a
     /// user of the tenant holds it or another role of the tenant inherits it.
-    async fn delete_role(&self, scope: &TenantScope, name: &str) -> StoreResult<()>;
+    async fn delete_role(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        meta: &AuditMeta,
+    ) -> StoreResult<()>;
     /// Whether a user of the scope's tenant holds the role or another role of the tenant inherits it.
     async fn roles_in_use(&self, scope: &TenantScope, name: &str) -> StoreResult<bool>;
 }

@@ -197,6 +197,26 @@ impl TestApp {
         }
     }
 
+    /// Runs raw SQL against the app's database, as an attacker with database access would (tamper
+    /// tests). Returns the database's error instead of panicking, so refusals can be asserted.
+    pub async fn raw_sql(&self, sql: &str) -> Result<u64, palisade_store::StoreError> {
+        use secrecy::ExposeSecret as _;
+        let db = &self.state.settings().database;
+        let url = db.url.as_ref().expect("test database url");
+        let backend = palisade_store_sql::connect(
+            url.expose_secret(),
+            &palisade_store_sql::ConnectOptions {
+                max_connections: 1,
+                pg_schema: db.schema.clone(),
+                ..palisade_store_sql::ConnectOptions::default()
+            },
+        )
+        .await?;
+        let out = backend.execute_raw_for_tests(sql).await;
+        backend.close().await;
+        out
+    }
+
     /// Every message the development outbox holds, oldest first.
     #[must_use]
     pub fn outbox(&self) -> Vec<Value> {
@@ -332,6 +352,7 @@ impl TestApp {
                     name: slug.to_owned(),
                     kind,
                 },
+                &palisade_store::AuditMeta::system("testkit"),
             )
             .await
             .expect("create tenant");
@@ -456,6 +477,7 @@ impl TenantFixture<'_> {
                     phone: None,
                     roles: roles.iter().map(|r| (*r).to_owned()).collect(),
                 },
+                &palisade_store::AuditMeta::system("testkit"),
             )
             .await
             .expect("create user");

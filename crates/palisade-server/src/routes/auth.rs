@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 
 use crate::auth::tokens::{Subject, TokenService};
 use crate::error::{ApiError, ApiResult, Challenge, FieldError};
-use crate::extract::{Caller, Json};
+use crate::extract::{Audited, Caller, Json};
 use crate::notify::CodeSender;
 use crate::pipeline::ClientIp;
 use crate::router::{SecureRouter, op};
@@ -681,11 +681,15 @@ async fn logout(State(app): State<AppState>, Caller(caller): Caller) -> ApiResul
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn logout_all(State(app): State<AppState>, Caller(caller): Caller) -> ApiResult<StatusCode> {
+async fn logout_all(
+    State(app): State<AppState>,
+    Audited(audit): Audited,
+    Caller(caller): Caller,
+) -> ApiResult<StatusCode> {
     let scope = SystemScope::internal(InternalRole::SignIn).tenant_scope(caller.home.clone());
     app.stores()
         .users
-        .bump_token_version(&scope, caller.subject)
+        .bump_token_version(&scope, caller.subject, &audit)
         .await?;
     app.stores()
         .refresh

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Challenge};
-use crate::extract::{Caller, Json};
+use crate::extract::{Audited, Caller, Json};
 use crate::router::{SecureRouter, op};
 use crate::routes::auth::{Session, TokenView, issue_tokens};
 use crate::state::AppState;
@@ -265,6 +265,7 @@ async fn enroll_totp(
 
 async fn confirm_totp(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Json(body): Json<CodeRequest>,
 ) -> ApiResult<AxumJson<RecoveryCodesView>> {
@@ -301,7 +302,7 @@ async fn confirm_totp(
         .collect();
     stores
         .mfa
-        .enable_totp(&scope, caller.subject, hashes)
+        .enable_totp(&scope, caller.subject, hashes, &audit)
         .await?;
     tracing::info!(target: "security", event = "mfa.totp_enabled", user = %caller.subject, "TOTP enabled");
     send_notice(&app, &scope, caller.subject, "Two-factor sign-in was turned on", "TOTP was enabled on your Palisade account. If this was not you, contact your administrator.").await;
@@ -312,10 +313,16 @@ async fn confirm_totp(
 
 async fn disable_totp(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
 ) -> ApiResult<StatusCode> {
     let scope = own_scope(&caller);
-    match app.stores().mfa.disable_totp(&scope, caller.subject).await {
+    match app
+        .stores()
+        .mfa
+        .disable_totp(&scope, caller.subject, &audit)
+        .await
+    {
         Ok(()) => {}
         Err(palisade_store::StoreError::NotFound) => {
             return Err(ApiError::Conflict {

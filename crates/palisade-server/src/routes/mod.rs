@@ -1,5 +1,6 @@
 //! Routes grouped by domain; each module registers its routes on the [`SecureRouter`].
 
+pub mod audit;
 pub mod auth;
 pub mod meta;
 pub mod mfa;
@@ -26,6 +27,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = mfa::register(router);
     let router = tenants::register(router);
     let router = roles::register(router);
+    let router = audit::register(router);
     users::register(router)
 }
 

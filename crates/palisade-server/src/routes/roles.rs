@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::{Caller, Json, Path, Query, Scoped};
+use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
 use crate::router::{SecureRouter, op};
 use crate::routes::tenants::rfc3339;
 use crate::routes::{ListParams, PageView, page_view};
@@ -337,6 +337,7 @@ async fn list_roles(
 
 async fn create_role(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Json(body): Json<CreateRoleRequest>,
@@ -386,6 +387,7 @@ async fn create_role(
                 inherits: def.inherits,
                 capabilities: def.capabilities,
             },
+            &audit,
         )
         .await
         .map_err(|e| match e {
@@ -428,6 +430,7 @@ async fn get_role(
 
 async fn update_role(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Path(name): Path<String>,
@@ -454,6 +457,7 @@ async fn update_role(
                 inherits: Some(def.inherits),
                 capabilities: Some(def.capabilities),
             },
+            &audit,
         )
         .await
         .map_err(|e| match e {
@@ -466,6 +470,7 @@ async fn update_role(
 
 async fn delete_role(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Path(name): Path<String>,
@@ -487,7 +492,7 @@ async fn delete_role(
     }
     app.stores()
         .roles
-        .delete_role(&scope, &name)
+        .delete_role(&scope, &name, &audit)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => role_not_found(),

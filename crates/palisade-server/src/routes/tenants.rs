@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::{Caller, Json, Path, Query, Scoped};
+use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
 use crate::router::{SecureRouter, op};
 use crate::routes::{ListParams, PageView, page_view};
 use crate::state::AppState;
@@ -144,6 +144,7 @@ async fn list_tenants(
 
 async fn create_tenant(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Json(body): Json<CreateTenantRequest>,
@@ -220,7 +221,7 @@ async fn create_tenant(
     let created = app
         .stores()
         .tenants
-        .create_child_tenant(&parent_scope, NewTenant { slug, name, kind })
+        .create_child_tenant(&parent_scope, NewTenant { slug, name, kind }, &audit)
         .await
         .map_err(|e| match e {
             StoreError::Conflict { .. } => ApiError::Conflict {
@@ -257,6 +258,7 @@ async fn get_tenant(
 
 async fn update_tenant(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Scoped(scope): Scoped,
     Path(id): Path<String>,
     Json(body): Json<UpdateTenantRequest>,
@@ -278,7 +280,7 @@ async fn update_tenant(
     let t = app
         .stores()
         .tenants
-        .rename_tenant(&scope, id, name)
+        .rename_tenant(&scope, id, name, &audit)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::NotFound {

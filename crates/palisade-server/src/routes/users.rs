@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::{Caller, Json, Path, Query, Scoped};
+use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
 use crate::router::{SecureRouter, op};
 use crate::routes::roles::{builtin_not_allowed, escalation, role_graph};
 use crate::routes::tenants::rfc3339;
@@ -242,6 +242,7 @@ async fn list_users(
 
 async fn create_user(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Json(body): Json<CreateUserRequest>,
@@ -270,6 +271,7 @@ async fn create_user(
                 phone,
                 roles,
             },
+            &audit,
         )
         .await
         .map_err(|e| match e {
@@ -313,6 +315,7 @@ async fn get_user(
 
 async fn update_user(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Path(id): Path<String>,
@@ -341,12 +344,17 @@ async fn update_user(
                 status: body.status,
                 roles,
             },
+            &audit,
         )
         .await
         .map_err(user_not_found)?;
     if body.status == Some(UserStatus::Disabled) {
         // SECURITY: disabling ends every session, so re-enabling later does not revive old tokens.
-        let user_version = app.stores().users.bump_token_version(&scope, id).await?;
+        let user_version = app
+            .stores()
+            .users
+            .bump_token_version(&scope, id, &audit)
+            .await?;
         app.stores()
             .refresh
             .revoke_user_families(&scope, id, time::OffsetDateTime::now_utc())
@@ -378,6 +386,7 @@ async fn load_manageable_user(
 
 async fn delete_user(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Caller(caller): Caller,
     Scoped(scope): Scoped,
     Path(id): Path<String>,
@@ -392,7 +401,7 @@ async fn delete_user(
     load_manageable_user(&app, &caller, &scope, id).await?;
     app.stores()
         .users
-        .delete_user(&scope, id)
+        .delete_user(&scope, id, &audit)
         .await
         .map_err(user_not_found)?;
     Ok(StatusCode::NO_CONTENT)

@@ -137,6 +137,7 @@ async fn setup(app: &TestApp) -> Setup {
                 phone: None,
                 roles: vec!["member".to_owned()],
             },
+            &palisade_store::AuditMeta::system("test"),
         )
         .await
         .unwrap();

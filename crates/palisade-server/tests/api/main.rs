@@ -9,6 +9,7 @@
     reason = "tests fail loudly; helpers outside #[test] fns are test code too"
 )]
 
+mod audit;
 mod auth;
 mod config_start;
 mod forged_tokens;

@@ -333,6 +333,7 @@ async fn a_tenant_admin_cannot_create_or_touch_a_role_carrying_more_than_it_hold
                 inherits: Vec::new(),
                 capabilities: vec!["platform.tenant.create".to_owned()],
             },
+            &palisade_store::AuditMeta::system("test"),
         )
         .await
         .unwrap();

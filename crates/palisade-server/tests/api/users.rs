@@ -388,7 +388,15 @@ async fn a_system_tenant_admin_cannot_grant_system_admin(app: TestApp) {
         status: None,
         roles: Some(vec!["tenant_admin".to_owned()]),
     };
-    users.update_user(&scope, owner.id, patch).await.unwrap();
+    users
+        .update_user(
+            &scope,
+            owner.id,
+            patch,
+            &palisade_store::AuditMeta::system("test"),
+        )
+        .await
+        .unwrap();
     let ops = app.system_admin().await;
     let new = |email: &str, role: &str| NewUser {
         email: email.to_owned(),
@@ -396,11 +404,19 @@ async fn a_system_tenant_admin_cannot_grant_system_admin(app: TestApp) {
         roles: vec![role.to_owned()],
     };
     let root = users
-        .create_user(&scope, new("root@system.test", "system_admin"))
+        .create_user(
+            &scope,
+            new("root@system.test", "system_admin"),
+            &palisade_store::AuditMeta::system("test"),
+        )
         .await
         .unwrap();
     let candidate = users
-        .create_user(&scope, new("candidate@system.test", "member"))
+        .create_user(
+            &scope,
+            new("candidate@system.test", "member"),
+            &palisade_store::AuditMeta::system("test"),
+        )
         .await
         .unwrap();
     let before = app.users_of(&system).await;

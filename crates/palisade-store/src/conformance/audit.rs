@@ -118,19 +118,32 @@ pub async fn audit_chains_are_scoped_to_the_tenant(stores: &Stores) {
         .record(&scope(&b), &meta("user:b"), event("thing.create", "rb"))
         .await
         .expect("record b");
+    // a's chain holds the creation of its child b (the acting tenant's chain), and its own entry.
     let a_entry = stores
         .audit
         .record(&scope(&a), &meta("user:a"), event("thing.create", "ra"))
         .await
         .expect("record a");
-    assert_eq!(a_entry.seq, 1, "a's chain starts at 1 regardless of b's");
+    assert_eq!(
+        a_entry.seq, 2,
+        "b's creation is a's first entry; b's own entries are not in a's chain"
+    );
     let listed = stores
         .audit
         .list(&scope(&a), &AuditFilter::default(), &page(10, None))
         .await
         .expect("list a");
-    assert_eq!(listed.items.len(), 1);
-    assert_eq!(listed.items[0].record_id.as_deref(), Some("ra"));
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|e| (e.action.as_str(), e.record_id.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("tenant.create", Some(b.id.to_string())),
+            ("thing.create", Some("ra".to_owned()))
+        ]
+    );
     // Internal recording lands in the named tenant's chain.
     let sys = stores
         .audit
@@ -143,6 +156,140 @@ pub async fn audit_chains_are_scoped_to_the_tenant(stores: &Stores) {
         .await
         .expect("record_system");
     assert_eq!((sys.tenant_id, sys.seq), (b.id, 2));
+}
+
+/// No mutation without its entry: creating, changing and deleting a user, a role and a tenant each
+/// write exactly one entry in the acting tenant's chain, with the old and new values and the full
+/// snapshot on delete.
+pub async fn platform_mutations_write_exactly_one_entry_each(stores: &Stores) {
+    use crate::{NewRole, NewUser, RolePatch, UserPatch};
+    let root = system_tenant(stores).await;
+    let t = child(stores, &root, "mutated", TenantKind::Tenant).await;
+    let s = scope(&t);
+    let m = meta("user:admin");
+    let user = stores
+        .users
+        .create_user(
+            &s,
+            NewUser {
+                email: "audited@example.com".to_owned(),
+                phone: None,
+                roles: vec!["member".to_owned()],
+            },
+            &m,
+        )
+        .await
+        .expect("create user");
+    stores
+        .users
+        .update_user(
+            &s,
+            user.id,
+            UserPatch {
+                roles: Some(vec!["viewer".to_owned()]),
+                ..UserPatch::default()
+            },
+            &m,
+        )
+        .await
+        .expect("update user");
+    stores
+        .roles
+        .create_role(
+            &s,
+            NewRole {
+                name: "auditor".to_owned(),
+                inherits: vec![],
+                capabilities: vec!["platform.user.read".to_owned()],
+            },
+            &m,
+        )
+        .await
+        .expect("create role");
+    stores
+        .roles
+        .update_role(
+            &s,
+            "auditor",
+            RolePatch {
+                inherits: None,
+                capabilities: Some(vec![]),
+            },
+            &m,
+        )
+        .await
+        .expect("update role");
+    stores
+        .roles
+        .delete_role(&s, "auditor", &m)
+        .await
+        .expect("delete role");
+    stores
+        .tenants
+        .rename_tenant(&s, t.id, "Renamed".to_owned(), &m)
+        .await
+        .expect("rename");
+    stores
+        .users
+        .bump_token_version(&s, user.id, &m)
+        .await
+        .expect("logout all");
+    stores
+        .users
+        .delete_user(&s, user.id, &m)
+        .await
+        .expect("delete user");
+    // A refused mutation writes nothing.
+    assert!(stores.users.delete_user(&s, user.id, &m).await.is_err());
+
+    let entries = stores
+        .audit
+        .list(&s, &AuditFilter::default(), &page(100, None))
+        .await
+        .expect("list")
+        .items;
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "user.create",
+            "user.update",
+            "role.create",
+            "role.update",
+            "role.delete",
+            "tenant.update",
+            "user.logout_all",
+            "user.delete"
+        ]
+    );
+    assert!(entries.iter().all(|e| e.actor == "user:admin"
+        && e.ip.as_deref() == Some("192.0.2.1")
+        && e.request_id.as_deref() == Some("req-1")));
+    let update = &entries[1];
+    assert_eq!(
+        update.old.as_ref().expect("old")["roles"],
+        serde_json::json!(["member"])
+    );
+    assert_eq!(
+        update.new.as_ref().expect("new")["roles"],
+        serde_json::json!(["viewer"])
+    );
+    let deleted = &entries[7];
+    assert_eq!(deleted.new, None);
+    assert_eq!(
+        deleted.old.as_ref().expect("snapshot")["email"],
+        serde_json::json!("audited@example.com")
+    );
+    let renamed = &entries[5];
+    assert_eq!(
+        renamed.old.as_ref().expect("old")["name"],
+        serde_json::json!("Tenant mutated")
+    );
+    assert_eq!(
+        renamed.new.as_ref().expect("new")["name"],
+        serde_json::json!("Renamed")
+    );
+    assert!(stores.audit.verify(&s).await.expect("verify").valid);
 }
 
 /// Filters combine with AND; pages continue after the last sequence number.

@@ -9,7 +9,8 @@ use palisade_domain::{TenantKind, UserId};
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    assert_conflict, assert_not_found, bootstrap, child, join_all, scope, system_tenant, user,
+    assert_conflict, assert_not_found, audit_meta, bootstrap, child, join_all, scope,
+    system_tenant, user,
 };
 use crate::{
     MfaState, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey, NewUser,
@@ -145,6 +146,7 @@ async fn with_phone(
                 phone: Some(phone.to_owned()),
                 roles: Vec::new(),
             },
+            audit_meta(),
         )
         .await
 }
@@ -159,7 +161,12 @@ async fn enable_totp(stores: &Stores, tenant: &Tenant, user: &User, sealed: &str
         .expect("set a pending secret");
     stores
         .mfa
-        .enable_totp(&s, user.id, codes.iter().map(|c| (*c).to_owned()).collect())
+        .enable_totp(
+            &s,
+            user.id,
+            codes.iter().map(|c| (*c).to_owned()).collect(),
+            audit_meta(),
+        )
         .await
         .expect("enable TOTP");
 }
@@ -887,14 +894,14 @@ pub async fn token_version_bumps_are_scoped_and_atomic(stores: &Stores) {
 
     assert_eq!(
         users
-            .bump_token_version(&scope(&a), alice.id)
+            .bump_token_version(&scope(&a), alice.id, audit_meta())
             .await
             .expect("bump"),
         1
     );
     assert_eq!(
         users
-            .bump_token_version(&scope(&a), alice.id)
+            .bump_token_version(&scope(&a), alice.id, audit_meta())
             .await
             .expect("bump"),
         2
@@ -907,13 +914,21 @@ pub async fn token_version_bumps_are_scoped_and_atomic(stores: &Stores) {
     assert_eq!(reread.token_version, 2);
     assert_eq!(reread.updated_at, alice.updated_at, "a session event");
 
-    assert_not_found(users.bump_token_version(&scope(&b), alice.id).await);
-    assert_not_found(users.bump_token_version(&scope(&a), UserId::new()).await);
+    assert_not_found(
+        users
+            .bump_token_version(&scope(&b), alice.id, audit_meta())
+            .await,
+    );
+    assert_not_found(
+        users
+            .bump_token_version(&scope(&a), UserId::new(), audit_meta())
+            .await,
+    );
 
     let s_a = scope(&a);
     let mut versions = join_all(
         (0..10)
-            .map(|_| users.bump_token_version(&s_a, alice.id))
+            .map(|_| users.bump_token_version(&s_a, alice.id, audit_meta()))
             .collect(),
     )
     .await
@@ -1000,7 +1015,10 @@ pub async fn totp_steps_are_accepted_once_and_never_backwards(stores: &Stores) {
         mfa.set_pending_totp(&s_b, alice.id, "pending-foreign".to_owned())
             .await,
     );
-    assert_not_found(mfa.enable_totp(&s_a, alice.id, Vec::new()).await);
+    assert_not_found(
+        mfa.enable_totp(&s_a, alice.id, Vec::new(), audit_meta())
+            .await,
+    );
     assert_eq!(state().await, None, "refused writes created nothing");
 
     mfa.set_pending_totp(&s_a, alice.id, "pending-1".to_owned())
@@ -1011,16 +1029,22 @@ pub async fn totp_steps_are_accepted_once_and_never_backwards(stores: &Stores) {
     assert_eq!((pending.totp_sealed, pending.totp_enabled), (None, false));
     assert_eq!(pending.last_totp_step, None);
     assert_eq!(mfa.get_mfa(&s_b, alice.id).await.expect("get"), None);
-    assert_not_found(mfa.enable_totp(&s_b, alice.id, Vec::new()).await);
+    assert_not_found(
+        mfa.enable_totp(&s_b, alice.id, Vec::new(), audit_meta())
+            .await,
+    );
 
-    mfa.enable_totp(&s_a, alice.id, vec!["rc-1".to_owned()])
+    mfa.enable_totp(&s_a, alice.id, vec!["rc-1".to_owned()], audit_meta())
         .await
         .expect("enable");
     let enabled = state().await.expect("state");
     assert_eq!(enabled.totp_sealed.as_deref(), Some("pending-1"));
     assert!(enabled.totp_enabled);
     assert_eq!(enabled.pending_sealed, None);
-    assert_not_found(mfa.enable_totp(&s_a, alice.id, Vec::new()).await);
+    assert_not_found(
+        mfa.enable_totp(&s_a, alice.id, Vec::new(), audit_meta())
+            .await,
+    );
 
     // Steps move forward only, and each is accepted once.
     assert!(
@@ -1077,9 +1101,11 @@ pub async fn totp_steps_are_accepted_once_and_never_backwards(stores: &Stores) {
     assert_eq!(reenrolling.last_totp_step, Some(200));
 
     // Disabling is scoped, clears the secrets, and keeps the step floor.
-    assert_not_found(mfa.disable_totp(&s_b, alice.id).await);
+    assert_not_found(mfa.disable_totp(&s_b, alice.id, audit_meta()).await);
     assert!(state().await.expect("state").totp_enabled);
-    mfa.disable_totp(&s_a, alice.id).await.expect("disable");
+    mfa.disable_totp(&s_a, alice.id, audit_meta())
+        .await
+        .expect("disable");
     let disabled = state().await.expect("state");
     assert_eq!(
         disabled,
@@ -1096,7 +1122,7 @@ pub async fn totp_steps_are_accepted_once_and_never_backwards(stores: &Stores) {
             .expect("step")
     );
     let bob = user(stores, &b, "bob@example.com", &[]).await;
-    assert_not_found(mfa.disable_totp(&s_b, bob.id).await);
+    assert_not_found(mfa.disable_totp(&s_b, bob.id, audit_meta()).await);
 }
 
 /// SECURITY: a recovery code works once (ten concurrent uses: one `true`), only for its user in the
@@ -1151,7 +1177,9 @@ pub async fn recovery_codes_are_single_use(stores: &Stores) {
     assert!(!consume(alice.id, "rc-3").await, "old codes are gone");
     assert!(consume(alice.id, "rc-4").await);
     enable_totp(stores, &a, &alice, "secret-3", &["rc-5"]).await;
-    mfa.disable_totp(&s_a, alice.id).await.expect("disable");
+    mfa.disable_totp(&s_a, alice.id, audit_meta())
+        .await
+        .expect("disable");
     assert!(
         !consume(alice.id, "rc-5").await,
         "disabling deletes the codes"
@@ -1183,7 +1211,7 @@ pub async fn deleting_a_user_cascades_to_sign_in_state(stores: &Stores) {
 
     stores
         .users
-        .delete_user(&s_a, alice.id)
+        .delete_user(&s_a, alice.id, audit_meta())
         .await
         .expect("delete");
 

@@ -4,7 +4,9 @@
 
 use palisade_domain::TenantKind;
 
-use super::{assert_conflict, assert_not_found, child, join2, scope, system_tenant, user};
+use super::{
+    assert_conflict, assert_not_found, audit_meta, child, join2, scope, system_tenant, user,
+};
 use crate::{
     CustomRole, NewRole, PageRequest, ROLE_IN_USE, RolePatch, StoreError, Stores, UserPatch,
 };
@@ -38,6 +40,7 @@ pub async fn custom_roles_are_scoped_to_the_tenant(stores: &Stores) {
                 &["viewer", "member", "viewer"],
                 &["platform.user.read", "customers.read", "customers.read"],
             ),
+            audit_meta(),
         )
         .await
         .expect("create a role");
@@ -93,10 +96,16 @@ pub async fn custom_roles_are_scoped_to_the_tenant(stores: &Stores) {
                         inherits: Some(Vec::new()),
                         capabilities: Some(strings(&["platform.user.delete"])),
                     },
+                    audit_meta(),
                 )
                 .await,
         );
-        assert_not_found(stores.roles.delete_role(foreign, "auditor").await);
+        assert_not_found(
+            stores
+                .roles
+                .delete_role(foreign, "auditor", audit_meta())
+                .await,
+        );
         assert!(
             !stores
                 .roles
@@ -121,6 +130,7 @@ pub async fn custom_roles_are_scoped_to_the_tenant(stores: &Stores) {
                 inherits: None,
                 capabilities: Some(strings(&["platform.user.read", "customers.list"])),
             },
+            audit_meta(),
         )
         .await
         .expect("update");
@@ -138,18 +148,23 @@ pub async fn custom_roles_are_scoped_to_the_tenant(stores: &Stores) {
 
     stores
         .roles
-        .delete_role(&s_b, "auditor")
+        .delete_role(&s_b, "auditor", audit_meta())
         .await
         .expect("delete");
     assert_eq!(
         stores.roles.get_role(&s_b, "auditor").await.expect("get"),
         None
     );
-    assert_not_found(stores.roles.delete_role(&s_b, "auditor").await);
     assert_not_found(
         stores
             .roles
-            .update_role(&s_b, "auditor", RolePatch::default())
+            .delete_role(&s_b, "auditor", audit_meta())
+            .await,
+    );
+    assert_not_found(
+        stores
+            .roles
+            .update_role(&s_b, "auditor", RolePatch::default(), audit_meta())
             .await,
     );
 }
@@ -163,19 +178,31 @@ pub async fn custom_role_names_are_unique_per_tenant(stores: &Stores) {
 
     let in_a = stores
         .roles
-        .create_role(&scope(&a), new_role("support", &["viewer"], &[]))
+        .create_role(
+            &scope(&a),
+            new_role("support", &["viewer"], &[]),
+            audit_meta(),
+        )
         .await
         .expect("create");
     assert_conflict(
         stores
             .roles
-            .create_role(&scope(&a), new_role("support", &[], &["customers.read"]))
+            .create_role(
+                &scope(&a),
+                new_role("support", &[], &["customers.read"]),
+                audit_meta(),
+            )
             .await,
         "custom_roles.tenant_id_name",
     );
     let in_b = stores
         .roles
-        .create_role(&scope(&b), new_role("support", &[], &["customers.read"]))
+        .create_role(
+            &scope(&b),
+            new_role("support", &[], &["customers.read"]),
+            audit_meta(),
+        )
         .await
         .expect("the same name in another tenant");
     assert_eq!(in_b.tenant_id, b.id);
@@ -193,7 +220,7 @@ pub async fn custom_role_names_are_unique_per_tenant(stores: &Stores) {
     let create = || {
         stores
             .roles
-            .create_role(&s_a, new_role("contested", &[], &[]))
+            .create_role(&s_a, new_role("contested", &[], &[]), audit_meta())
     };
     let (first, second) = join2(create(), create()).await;
     let lost = match (first, second) {
@@ -214,20 +241,20 @@ pub async fn custom_roles_page_by_name(stores: &Stores) {
         let name = format!("role_{i:02}");
         stores
             .roles
-            .create_role(&scope(&a), new_role(&name, &[], &[]))
+            .create_role(&scope(&a), new_role(&name, &[], &[]), audit_meta())
             .await
             .expect("create");
         expected.push(name);
     }
     stores
         .roles
-        .create_role(&scope(&a), new_role("role0", &[], &[]))
+        .create_role(&scope(&a), new_role("role0", &[], &[]), audit_meta())
         .await
         .expect("create");
     expected.push("role0".to_owned());
     stores
         .roles
-        .create_role(&scope(&b), new_role("other", &[], &[]))
+        .create_role(&scope(&b), new_role("other", &[], &[]), audit_meta())
         .await
         .expect("create");
     expected.sort();
@@ -275,27 +302,31 @@ pub async fn a_custom_role_in_use_cannot_be_deleted(stores: &Stores) {
     for name in ["base", "held"] {
         stores
             .roles
-            .create_role(&s_a, new_role(name, &[], &[]))
+            .create_role(&s_a, new_role(name, &[], &[]), audit_meta())
             .await
             .expect("create");
     }
     stores
         .roles
-        .create_role(&s_a, new_role("derived", &["base", "viewer"], &[]))
+        .create_role(
+            &s_a,
+            new_role("derived", &["base", "viewer"], &[]),
+            audit_meta(),
+        )
         .await
         .expect("create");
     let holder = user(stores, &a, "holder@example.com", &["held"]).await;
     // The same names used in tenant B do not pin A's roles.
     stores
         .roles
-        .create_role(&scope(&b), new_role("x", &["held"], &[]))
+        .create_role(&scope(&b), new_role("x", &["held"], &[]), audit_meta())
         .await
         .expect("create");
     user(stores, &b, "other@example.com", &["base"]).await;
 
     for name in ["base", "held"] {
         assert!(stores.roles.roles_in_use(&s_a, name).await.expect("in use"));
-        let refused = stores.roles.delete_role(&s_a, name).await;
+        let refused = stores.roles.delete_role(&s_a, name, audit_meta()).await;
         assert!(
             matches!(&refused, Err(StoreError::Conflict { constraint }) if constraint == ROLE_IN_USE),
             "{name}: {refused:?}"
@@ -320,12 +351,12 @@ pub async fn a_custom_role_in_use_cannot_be_deleted(stores: &Stores) {
     // Once nothing uses them, they go.
     stores
         .roles
-        .delete_role(&s_a, "derived")
+        .delete_role(&s_a, "derived", audit_meta())
         .await
         .expect("delete the inheritor");
     stores
         .roles
-        .delete_role(&s_a, "base")
+        .delete_role(&s_a, "base", audit_meta())
         .await
         .expect("delete the no longer inherited role");
     stores
@@ -337,12 +368,13 @@ pub async fn a_custom_role_in_use_cannot_be_deleted(stores: &Stores) {
                 status: None,
                 roles: Some(Vec::new()),
             },
+            audit_meta(),
         )
         .await
         .expect("take the role away");
     stores
         .roles
-        .delete_role(&s_a, "held")
+        .delete_role(&s_a, "held", audit_meta())
         .await
         .expect("delete the no longer held role");
     assert!(stores.roles.all_roles(&s_a).await.expect("all").is_empty());
