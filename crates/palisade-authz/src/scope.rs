@@ -71,6 +71,8 @@ pub enum InternalRole {
     KeyRotation,
     /// Sign-in before a principal exists (OTP challenges, token issue for the signing-in user).
     SignIn,
+    /// Audit retention and chain verification across every tenant (the CLI and the background job).
+    AuditMaintenance,
 }
 
 impl InternalRole {
@@ -83,6 +85,7 @@ impl InternalRole {
             Self::Authentication => "internal.authentication",
             Self::KeyRotation => "internal.key_rotation",
             Self::SignIn => "internal.sign_in",
+            Self::AuditMaintenance => "internal.audit_maintenance",
         }
     }
 }

@@ -57,6 +57,12 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The audit trail.
+    Audit {
+        /// What to do with the audit trail.
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -70,6 +76,20 @@ pub enum Command {
 pub enum KeysAction {
     /// Make a new ES512 key active at once; the previous one keeps verifying until its tokens expire.
     Rotate,
+}
+
+/// `palisade audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Recompute every tenant's hash chain (or one tenant's) and name the first invalid entry;
+    /// exits non-zero when a chain does not verify.
+    Verify {
+        /// Only this tenant (its id).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Prune entries older than `[audit] retention_days`, leaving signed checkpoints.
+    Prune,
 }
 
 /// `palisade config ...`.
@@ -176,7 +196,79 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Audit { action } => audit(settings, action).await,
         Command::Serve => serve(settings).await,
+    }
+}
+
+async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
+    let _log = crate::logging::init(&settings.log.level);
+    let app = match crate::app::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            say(&format!("palisade: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match action {
+        AuditAction::Verify { tenant } => {
+            let only = match tenant
+                .as_deref()
+                .map(str::parse::<palisade_domain::TenantId>)
+            {
+                None => None,
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => {
+                    say("palisade audit verify: --tenant must be a tenant id");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match crate::audit_jobs::verify_all(&app.state, only).await {
+                Ok(reports) => {
+                    let mut ok = true;
+                    for (t, r) in &reports {
+                        ok &= r.valid;
+                        say(&match r.first_invalid_seq {
+                            None => format!(
+                                "ok       {} ({}): {} entries, head {}",
+                                t.slug.as_str(),
+                                t.id,
+                                r.entries,
+                                r.head
+                            ),
+                            Some(seq) => format!(
+                                "INVALID  {} ({}): first invalid entry at seq {seq}",
+                                t.slug.as_str(),
+                                t.id
+                            ),
+                        });
+                    }
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(palisade_store::StoreError::NotFound) => {
+                    say("palisade audit verify: no such tenant");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    say(&format!("palisade: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AuditAction::Prune => match crate::audit_jobs::prune_all(&app.state).await {
+            Ok(n) => {
+                say(&format!("palisade audit prune: {n} entries pruned"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                say(&format!("palisade: {e}"));
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -251,6 +343,22 @@ async fn serve(settings: Settings) -> ExitCode {
             }
             if let Err(e) = keys.reload().await {
                 tracing::error!(target: "palisade::keys", error = %e, "reloading signing keys failed");
+            }
+        }
+    });
+    // Audit retention: prune what is older than [audit] retention_days, leaving signed checkpoints.
+    let state = app.state.clone();
+    let every = state.settings().audit.retention_interval_secs.max(60);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        loop {
+            tick.tick().await;
+            match crate::audit_jobs::prune_all(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(target: "palisade::audit", pruned = n, "audit retention"),
+                Err(e) => {
+                    tracing::error!(target: "palisade::audit", error = %e, "audit retention failed");
+                }
             }
         }
     });

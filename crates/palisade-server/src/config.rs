@@ -183,6 +183,26 @@ impl Default for MetricsSettings {
     }
 }
 
+/// `[audit]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Entries older than this are pruned (a signed checkpoint keeps the rest of the chain
+    /// verifiable). `0` keeps everything. Default 90.
+    pub retention_days: u32,
+    /// How often the retention job runs, in seconds (default 3600).
+    pub retention_interval_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 90,
+            retention_interval_secs: 3600,
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -364,6 +384,8 @@ pub struct Settings {
     pub trust: TrustSettings,
     /// `[auth]`.
     pub auth: AuthSettings,
+    /// `[audit]`.
+    pub audit: AuditSettings,
     /// Sections of the configuration contract that later features implement (rate limiting, OTP,
     /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
     /// `config check` warns that this build does not act on them yet.
@@ -386,6 +408,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             trust: TrustSettings::default(),
             auth: AuthSettings::default(),
+            audit: AuditSettings::default(),
             pending: std::collections::BTreeMap::new(),
         }
     }

@@ -6,6 +6,7 @@
 //! that leaks nothing; no SQL and no cryptographic primitive lives in this crate.
 
 pub mod app;
+pub mod audit_jobs;
 pub mod auth;
 pub mod authn;
 pub mod cli;

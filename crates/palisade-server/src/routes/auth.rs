@@ -583,6 +583,7 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 async fn refresh_token(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<AxumJson<TokenView>> {
     let auth = app.auth();
@@ -619,6 +620,28 @@ async fn refresh_token(
             tenant_id,
         } => {
             tracing::warn!(target: "security", event = "refresh.reused", family = %family_id, user = %user_id, tenant = %tenant_id, "spent refresh token presented again; family revoked");
+            // The security event goes into the user's tenant chain. The family is already revoked
+            // (that commit stands); a failed audit write is logged, and the caller is refused anyway.
+            let event = palisade_store::AuditEvent {
+                action: "auth.refresh_reused".to_owned(),
+                resource: "user".to_owned(),
+                record_id: Some(user_id.to_string()),
+                old: None,
+                new: Some(serde_json::json!({ "family_revoked": family_id })),
+            };
+            if let Err(e) = app
+                .stores()
+                .audit
+                .record_system(
+                    &SystemScope::internal(InternalRole::SignIn),
+                    tenant_id,
+                    &audit,
+                    event,
+                )
+                .await
+            {
+                tracing::error!(target: "security", error = %e, "recording refresh-token reuse in the audit trail failed");
+            }
             return Err(ApiError::Unauthenticated {
                 code: "auth.refresh_reused",
                 detail: "The refresh token was already used; the session is revoked.",

@@ -289,3 +289,69 @@ async fn exports_stream_every_entry_with_csv_cells_neutralised(app: TestApp) {
     expect_problem(viewer.get("/v1/audit/export").await, 403, "authz.forbidden").await;
 }
 each_backend!(exports_stream_every_entry_with_csv_cells_neutralised);
+
+async fn refresh_token_reuse_is_recorded_as_a_security_event(app: TestApp) {
+    let tokens = app.sign_in("owner@localhost", "system").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let anon = app.anonymous();
+    let first = anon
+        .post("/v1/auth/token/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(first.status(), 200);
+    let again = anon
+        .post("/v1/auth/token/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    expect_problem(again, 401, "auth.refresh_reused").await;
+    let fresh = app.sign_in("owner@localhost", "system").await;
+    let owner = app.bearer(fresh["access_token"].as_str().unwrap());
+    let events = entries(&owner, "?action=auth.refresh_reused").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["resource"], "user");
+    assert!(events[0]["new"]["family_revoked"].is_string());
+}
+each_backend!(refresh_token_reuse_is_recorded_as_a_security_event);
+
+#[tokio::test]
+async fn the_cli_verifies_every_chain_and_names_a_tampered_one() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PALISADE_CONFIG")
+            .env("PALISADE__LOG__LEVEL", "error")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, text) = run(&["bootstrap"]);
+    assert!(ok, "{text}");
+    let (ok, text) = run(&["audit", "verify"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok       system"), "{text}");
+    let (ok, text) = run(&["audit", "verify", "--tenant", "not-an-id"]);
+    assert!(!ok, "{text}");
+    let (ok, text) = run(&["audit", "prune"]);
+    assert!(ok && text.contains("0 entries pruned"), "{text}");
+
+    // Tamper with the first entry of the system tenant's chain, as someone holding the file would.
+    let url = format!("sqlite://{}/data/palisade.db", dir.path().display());
+    let db = palisade_store_sql::connect(&url, &palisade_store_sql::ConnectOptions::default())
+        .await
+        .unwrap();
+    db.execute_raw_for_tests("DROP TRIGGER audit_log_no_update")
+        .await
+        .unwrap();
+    db.execute_raw_for_tests("UPDATE audit_log SET actor = 'user:nobody' WHERE seq = 1")
+        .await
+        .unwrap();
+    db.close().await;
+    let (ok, text) = run(&["audit", "verify"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("INVALID  system"), "{text}");
+    assert!(text.contains("first invalid entry at seq 1"), "{text}");
+}

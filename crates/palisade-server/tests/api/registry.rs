@@ -249,6 +249,7 @@ fn system_scope_is_used_only_where_reviewed() {
         ("keyring.rs", "InternalRole::KeyRotation"),
         ("auth.rs", "InternalRole::SignIn"),
         ("mfa.rs", "InternalRole::SignIn"),
+        ("audit_jobs.rs", "InternalRole::AuditMaintenance"),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();

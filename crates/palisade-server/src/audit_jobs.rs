@@ -1,0 +1,96 @@
+//! Audit maintenance across every tenant: chain verification (`palisade audit verify`) and retention
+//! (the background job and `palisade audit prune`).
+//!
+//! Invariants:
+//! - Both walk every tenant under the system tenant with `InternalRole::AuditMaintenance`, the only
+//!   scope that reaches all chains; nothing here serves a request.
+//! - Retention prunes only a prefix of each chain and leaves a checkpoint signed with the server's
+//!   HMAC key (the cursor signer, under its own `audit-checkpoint:<tenant>` context), so the rest of
+//!   the chain still verifies and a forged checkpoint is detectable by whoever holds the key.
+
+use palisade_authz::{InternalRole, SystemScope, TenantScope};
+use palisade_domain::TenantId;
+use palisade_store::{ChainReport, PageRequest, StoreError, Tenant};
+use time::OffsetDateTime;
+
+use crate::state::AppState;
+
+/// Every tenant, or the one named, with the scope that reaches it.
+async fn tenants(
+    app: &AppState,
+    only: Option<TenantId>,
+) -> Result<Vec<(Tenant, TenantScope)>, StoreError> {
+    let system = SystemScope::internal(InternalRole::AuditMaintenance);
+    let stores = app.stores();
+    let slug = palisade_domain::Slug::parse(&app.settings().bootstrap.system_tenant)
+        .map_err(|_| StoreError::internal("bootstrap.system_tenant is not a valid slug"))?;
+    let root = stores
+        .tenants
+        .resolve_tenant_by_slug(&slug)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let root_scope = system.tenant_scope(root.to_ref());
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = stores
+            .tenants
+            .list_tenants(&root_scope, &PageRequest { limit: 200, after })
+            .await?;
+        for t in page.items {
+            if only.is_none_or(|id| id == t.id) {
+                let scope = system.tenant_scope(t.to_ref());
+                out.push((t, scope));
+            }
+        }
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if only.is_some() && out.is_empty() {
+        return Err(StoreError::NotFound);
+    }
+    Ok(out)
+}
+
+/// Verifies every tenant's chain (or one tenant's).
+///
+/// # Errors
+/// The store's error; `NotFound` for an unknown tenant.
+pub async fn verify_all(
+    app: &AppState,
+    only: Option<TenantId>,
+) -> Result<Vec<(Tenant, ChainReport)>, StoreError> {
+    let mut out = Vec::new();
+    for (tenant, scope) in tenants(app, only).await? {
+        let report = app.stores().audit.verify(&scope).await?;
+        out.push((tenant, report));
+    }
+    Ok(out)
+}
+
+/// Prunes entries older than `[audit] retention_days` from every chain. Returns the number pruned.
+///
+/// # Errors
+/// The store's error.
+pub async fn prune_all(app: &AppState) -> Result<u64, StoreError> {
+    let days = app.settings().audit.retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let system = SystemScope::internal(InternalRole::AuditMaintenance);
+    let mut total = 0;
+    for (tenant, _) in tenants(app, None).await? {
+        let signer = app.cursors();
+        let context = format!("audit-checkpoint:{}", tenant.id);
+        let sign = move |text: &str| signer.sign(&context, text.as_bytes()).unwrap_or_default();
+        total += app
+            .stores()
+            .audit
+            .prune(&system, tenant.id, cutoff, &sign)
+            .await?;
+    }
+    Ok(total)
+}
