@@ -201,6 +201,9 @@ pub mod platform {
     /// Read the route registry (method, path, capability).
     pub const ROUTE_READ: Capability = Capability::from_static("platform.route.read");
 
+    /// Read the Trust Center's reports: claims with evidence, SBOM, questionnaire.
+    pub const TRUST_REPORT_READ: Capability = Capability::from_static("trust.report.read");
+
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
     pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
     /// End one's own sessions (logout, logout-all). Held by every signed-in user.
@@ -308,6 +311,11 @@ pub mod platform {
             def(
                 ROUTE_READ,
                 "Read the route registry: every route with the capability it demands.",
+                false,
+            ),
+            def(
+                TRUST_REPORT_READ,
+                "Read the Trust Center reports: claims with their evidence, the SBOM and the questionnaire.",
                 false,
             ),
         ]

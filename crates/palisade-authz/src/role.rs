@@ -61,7 +61,8 @@ impl BuiltinRole {
 
     fn grants(self, def: &CapabilityDef) -> bool {
         let name = def.name.as_str();
-        let is_platform = name.starts_with("platform.");
+        // The Trust Center's reports describe the deployment, not records: administrators only.
+        let is_platform = name.starts_with("platform.") || name.starts_with("trust.");
         let is_field = name.contains(".field.");
         let action = name.rsplit('.').next().unwrap_or_default();
         match self {

@@ -199,14 +199,81 @@ impl Default for LogSettings {
     }
 }
 
-/// `[trust]`: organisational facts shown by the Trust Center, labelled as declared.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[trust]`: organisational facts shown by the Trust Center, labelled as declared (never verified by
+/// the server), and how often its self-checks run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustSettings {
     /// security.txt `Contact` (a `mailto:` or `https:` URI). Required in production.
     pub contact: Option<String>,
     /// security.txt `Policy`.
     pub policy: Option<String>,
+    /// security.txt `Preferred-Languages` (default `["en"]`).
+    pub preferred_languages: Vec<String>,
+    /// Seconds between two runs of the self-checks (default 600; 10 to 86 400).
+    pub check_interval_secs: u64,
+    /// Where the data is hosted, e.g. `"EU (Frankfurt)"`.
+    pub regions: Vec<String>,
+    /// Third parties that process data.
+    pub subprocessors: Vec<TrustSubprocessor>,
+    /// Incident response commitments, e.g. `"critical: 4 h acknowledgement, 24 h mitigation"`.
+    pub incident_response: Option<String>,
+    /// Certifications held.
+    pub certifications: Vec<TrustCertification>,
+    /// Penetration tests performed.
+    pub pen_tests: Vec<TrustPenTest>,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        Self {
+            contact: None,
+            policy: None,
+            preferred_languages: vec!["en".to_owned()],
+            check_interval_secs: 600,
+            regions: Vec::new(),
+            subprocessors: Vec::new(),
+            incident_response: None,
+            certifications: Vec::new(),
+            pen_tests: Vec::new(),
+        }
+    }
+}
+
+/// `[[trust.subprocessors]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSubprocessor {
+    /// Who.
+    pub name: String,
+    /// What they do with the data.
+    pub purpose: String,
+    /// Where.
+    pub region: Option<String>,
+}
+
+/// `[[trust.certifications]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustCertification {
+    /// E.g. `ISO/IEC 27001`.
+    pub name: String,
+    /// Who issued it.
+    pub issuer: Option<String>,
+    /// Until when (free text or a date).
+    pub valid_until: Option<String>,
+}
+
+/// `[[trust.pen_tests]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPenTest {
+    /// Who tested.
+    pub provider: String,
+    /// When (a date).
+    pub date: String,
+    /// What was in scope.
+    pub scope: Option<String>,
 }
 
 /// `[auth]`: tokens and sign-in.
@@ -752,6 +819,12 @@ impl Settings {
                 v.push(Verdict::error("trust.contact", "must be a mailto: or https: URI"));
             }
             _ => {}
+        }
+        if !(10..=86_400).contains(&self.trust.check_interval_secs) {
+            v.push(Verdict::error(
+                "trust.check_interval_secs",
+                "must be between 10 and 86400",
+            ));
         }
         if self.auth.leeway_secs > 60 {
             v.push(Verdict::error("auth.leeway_secs", "must be at most 60"));
