@@ -71,6 +71,14 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
         op("getTrustStylesheet", "The Trust Center page's stylesheet", "trust").media("text/css"),
         get_trust_stylesheet,
     )
+    .get(
+        "/trust/icon.svg",
+        Access::Public {
+            reason: "the icon of the public Trust Center page",
+        },
+        op("getTrustIcon", "The Trust Center page's icon", "trust").media("image/svg+xml"),
+        get_trust_icon,
+    )
 }
 
 async fn get_security_report(
@@ -120,6 +128,17 @@ async fn get_trust_stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         page::STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn get_trust_icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        page::ICON_SVG,
     )
         .into_response()
 }

@@ -102,7 +102,7 @@ fn control(out: &mut String, c: &ControlView) {
 pub fn render(report: &TrustReport, version: &str) -> String {
     let m = &report.metrics;
     let mut out = String::with_capacity(32 * 1024);
-    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Trust Center · Palisade</title><link rel=\"stylesheet\" href=\"/trust.css\"></head><body>");
+    out.push_str("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Trust Center · Palisade</title><link rel=\"stylesheet\" href=\"/trust.css\"><link rel=\"icon\" type=\"image/svg+xml\" href=\"/trust/icon.svg\"></head><body>");
     out.push_str("<a class=\"skip\" href=\"#main\">Skip to content</a>");
     let _ = write!(
         out,
@@ -233,6 +233,9 @@ pub fn render(report: &TrustReport, version: &str) -> String {
     out.push_str("</div></main><footer class=\"foot\"><div class=\"wrap\"><p>Claims marked declared are the operator's statements; the server cannot verify them. Unverified claims assert nothing.</p></div></footer></body></html>");
     out
 }
+
+/// The page's icon (a shield), served at `/trust/icon.svg` so browsers do not ask for `/favicon.ico`.
+pub const ICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><path d="M16 2 4 6v9c0 7.5 5.1 13.4 12 15 6.9-1.6 12-7.5 12-15V6z" fill="#10213f"/><path d="m10.5 16.5 4 4 7.5-8" fill="none" stroke="#8ee0a6" stroke-width="3" stroke-linecap="round" stroke-linejoin="round"/></svg>"##;
 
 /// The stylesheet served at `/trust.css`.
 pub const STYLESHEET: &str = r#":root{--bg:#f7f8fa;--fg:#15191f;--muted:#4a5361;--card:#fff;--line:#d9dde3;--accent:#1f4fd1;

@@ -469,6 +469,9 @@ async fn the_trust_page_is_public_escaped_html_under_its_own_csp_with_a_same_ori
     let css = app.anonymous().get("/trust.css").await;
     assert_eq!(css.status(), 200);
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let icon = app.anonymous().get("/trust/icon.svg").await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
     // The global policy (no script, nothing embeddable) still applies to the stylesheet itself.
     assert_eq!(
         css.headers()["content-security-policy"],
