@@ -478,3 +478,27 @@ async fn the_trust_page_is_public_escaped_html_under_its_own_csp_with_a_same_ori
         "default-src 'none'; frame-ancestors 'none'"
     );
 }
+
+#[tokio::test]
+async fn self_check_probes_are_not_counted_as_traffic_or_denials() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let denials = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("palisade_authz_denials_total"))
+            .unwrap_or("palisade_authz_denials_total missing")
+            .to_owned()
+    };
+    // The checks ran at start: dozens of anonymous probes through this app's router, all refused.
+    let probe = app.state.trust().latest(CheckId::AnonymousProbe).unwrap();
+    assert!(probe.passed && probe.observed["refused_401"].as_u64().unwrap() >= 10);
+    let text = app.anonymous().get("/metrics").await.text().await.unwrap();
+    assert!(denials(&text).ends_with(" 0"), "{}", denials(&text));
+    assert!(
+        !text.contains("/v1/tenants"),
+        "a probed route shows up in the request metrics"
+    );
+    // A real anonymous request is counted (the counters work).
+    assert_eq!(app.anonymous().get("/v1/tenants").await.status(), 401);
+    let text = app.anonymous().get("/metrics").await.text().await.unwrap();
+    assert!(denials(&text).ends_with(" 1"), "{text}");
+}
