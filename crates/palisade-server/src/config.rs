@@ -820,6 +820,22 @@ impl Settings {
             }
             _ => {}
         }
+        if let Some(p) = &self.trust.policy
+            && !p.starts_with("https://")
+        {
+            v.push(Verdict::error("trust.policy", "must be an https: URL"));
+        }
+        if self
+            .trust
+            .preferred_languages
+            .iter()
+            .any(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            v.push(Verdict::error(
+                "trust.preferred_languages",
+                "each entry must be a language tag such as `en` or `pt-BR`",
+            ));
+        }
         if !(10..=86_400).contains(&self.trust.check_interval_secs) {
             v.push(Verdict::error(
                 "trust.check_interval_secs",
@@ -1109,6 +1125,36 @@ mod tests {
             v.iter()
                 .any(|v| v.setting == "ratelimit" && v.level == Level::Error)
         );
+    }
+
+    #[test]
+    fn trust_declarations_parse_and_a_typo_in_them_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[trust]\ncontact = \"mailto:s@example.com\"\nregions = [\"EU\"]\ncheck_interval_secs = 60\n\
+             [[trust.subprocessors]]\nname = \"Host\"\npurpose = \"compute\"\n\
+             [[trust.pen_tests]]\nprovider = \"Tester\"\ndate = \"2026-01-01\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert_eq!(s.trust.regions, ["EU"]);
+        assert_eq!(s.trust.subprocessors.len(), 1);
+        assert_eq!(s.trust.check_interval_secs, 60);
+        assert_eq!(s.trust.preferred_languages, ["en"]);
+        assert!(!Settings::has_errors(&s.verdicts()));
+        std::fs::write(&file, "[trust]\nregion = [\"EU\"]\n").unwrap();
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("region"), "{err}");
+        let mut s = Settings::default();
+        s.trust.check_interval_secs = 1;
+        s.trust.policy = Some("http://example.com/p".into());
+        let bad: Vec<String> = s.verdicts().into_iter().map(|v| v.setting).collect();
+        assert!(bad.contains(&"trust.check_interval_secs".to_owned()));
+        assert!(bad.contains(&"trust.policy".to_owned()));
     }
 
     #[test]
