@@ -502,3 +502,42 @@ async fn self_check_probes_are_not_counted_as_traffic_or_denials() {
     let text = app.anonymous().get("/metrics").await.text().await.unwrap();
     assert!(denials(&text).ends_with(" 1"), "{text}");
 }
+
+#[tokio::test]
+async fn the_self_checks_run_again_after_the_configured_interval() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |s| s.trust.check_interval_secs = 10)
+        .await
+        .unwrap();
+    let first = app
+        .state
+        .trust()
+        .latest(CheckId::SecurityHeaders)
+        .unwrap()
+        .at;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let latest = app
+            .state
+            .trust()
+            .latest(CheckId::SecurityHeaders)
+            .unwrap()
+            .at;
+        if latest > first {
+            assert!(
+                latest - first >= time::Duration::seconds(9),
+                "ran too early"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checks did not run again"
+        );
+    }
+    let report = report(&app).await;
+    assert_eq!(
+        claims_of(&report)["http.security_headers"]["status"],
+        "verified"
+    );
+}
