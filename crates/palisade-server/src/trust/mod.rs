@@ -70,7 +70,7 @@ impl Evidence {
 /// the router (the state does not, so there is no reference cycle; the task ends with the runtime).
 pub async fn start(app: &AppState, router: &Router) {
     let results = checks::run_all(app, router).await;
-    log_failures(&app, &results);
+    log_failures(app, &results);
     app.trust().record(results);
     let app = app.clone();
     let router = router.clone();
