@@ -438,10 +438,7 @@ pub fn evaluate(def: &ClaimDef, latest: &dyn Fn(CheckId) -> Option<CheckResult>)
                 "check",
                 EvidenceView {
                     check: Some(id.as_str()),
-                    at: r
-                        .at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .ok(),
+                    at: Some(super::rfc3339(r.at)),
                     detail: r.detail,
                     observed: r.observed,
                 },

@@ -143,8 +143,12 @@ pub struct TrustReport {
     pub summary: BTreeMap<&'static str, usize>,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
+/// RFC 3339 UTC to the second, as reports show times.
+#[must_use]
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 

@@ -255,7 +255,7 @@ a:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 .lede{max-width:52rem;color:#e8edf7}
 .masthead nav ul{list-style:none;display:flex;flex-wrap:wrap;gap:1rem;padding:0;margin:1rem 0 0}
 h2{font-size:1.4rem;margin:2rem 0 1rem}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem;margin:0}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem;margin:0}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem 1rem}
 .tile dt{color:var(--muted);font-size:.85rem}
 .tile dd{margin:0}
