@@ -205,6 +205,8 @@ pub mod platform {
     pub const AUDIT_LOG_READ: Capability = Capability::from_static("audit.log.read");
     /// Export the selected tenant's audit trail.
     pub const AUDIT_LOG_EXPORT: Capability = Capability::from_static("audit.log.export");
+    /// Read the Trust Center's reports: claims with evidence, SBOM, questionnaire.
+    pub const TRUST_REPORT_READ: Capability = Capability::from_static("trust.report.read");
 
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
     pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
@@ -323,6 +325,11 @@ pub mod platform {
             def(
                 ROUTE_READ,
                 "Read the route registry: every route with the capability it demands.",
+                false,
+            ),
+            def(
+                TRUST_REPORT_READ,
+                "Read the Trust Center reports: claims with their evidence, the SBOM and the questionnaire.",
                 false,
             ),
         ]

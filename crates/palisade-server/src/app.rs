@@ -104,6 +104,8 @@ async fn build_with(
     let state = AppState::new(settings, stores, capabilities, authenticator, cursors, auth);
     bootstrap(&state).await?;
     let router = assemble(state.clone())?;
+    // The Trust Center's self-checks run now (through the router just built), then periodically.
+    crate::trust::start(&state, &router).await;
     Ok(App { router, state })
 }
 

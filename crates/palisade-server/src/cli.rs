@@ -1,4 +1,5 @@
-//! The `palisade` command line: `serve` (default), `migrate`, `bootstrap`, `config check`.
+//! The `palisade` command line: `serve` (default), `migrate`, `bootstrap`, `keys rotate`,
+//! `config check`, `sbom`.
 //!
 //! Human output (banner, verdicts) goes to stderr; logs are JSON lines on stderr too, redacted.
 
@@ -63,6 +64,8 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Print the CycloneDX 1.5 SBOM of this binary (JSON, embedded at build time) on stdout.
+    Sbom,
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -109,6 +112,15 @@ fn say(text: &str) {
 
 /// Runs the CLI.
 pub async fn run(cli: Cli) -> ExitCode {
+    if matches!(cli.command, Some(Command::Sbom)) {
+        // Needs no configuration: the SBOM describes the binary, not the deployment.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        return match writeln!(out, "{}", crate::trust::sbom::SBOM_JSON) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let overrides = Overrides {
         listen: cli.listen,
         database_url: cli.database_url.clone(),
@@ -198,6 +210,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit { action } => audit(settings, action).await,
         Command::Serve => serve(settings).await,
+        Command::Sbom => ExitCode::SUCCESS,
     }
 }
 

@@ -219,14 +219,81 @@ impl Default for LogSettings {
     }
 }
 
-/// `[trust]`: organisational facts shown by the Trust Center, labelled as declared.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[trust]`: organisational facts shown by the Trust Center, labelled as declared (never verified by
+/// the server), and how often its self-checks run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrustSettings {
     /// security.txt `Contact` (a `mailto:` or `https:` URI). Required in production.
     pub contact: Option<String>,
     /// security.txt `Policy`.
     pub policy: Option<String>,
+    /// security.txt `Preferred-Languages` (default `["en"]`).
+    pub preferred_languages: Vec<String>,
+    /// Seconds between two runs of the self-checks (default 600; 10 to 86 400).
+    pub check_interval_secs: u64,
+    /// Where the data is hosted, e.g. `"EU (Frankfurt)"`.
+    pub regions: Vec<String>,
+    /// Third parties that process data.
+    pub subprocessors: Vec<TrustSubprocessor>,
+    /// Incident response commitments, e.g. `"critical: 4 h acknowledgement, 24 h mitigation"`.
+    pub incident_response: Option<String>,
+    /// Certifications held.
+    pub certifications: Vec<TrustCertification>,
+    /// Penetration tests performed.
+    pub pen_tests: Vec<TrustPenTest>,
+}
+
+impl Default for TrustSettings {
+    fn default() -> Self {
+        Self {
+            contact: None,
+            policy: None,
+            preferred_languages: vec!["en".to_owned()],
+            check_interval_secs: 600,
+            regions: Vec::new(),
+            subprocessors: Vec::new(),
+            incident_response: None,
+            certifications: Vec::new(),
+            pen_tests: Vec::new(),
+        }
+    }
+}
+
+/// `[[trust.subprocessors]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSubprocessor {
+    /// Who.
+    pub name: String,
+    /// What they do with the data.
+    pub purpose: String,
+    /// Where.
+    pub region: Option<String>,
+}
+
+/// `[[trust.certifications]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustCertification {
+    /// E.g. `ISO/IEC 27001`.
+    pub name: String,
+    /// Who issued it.
+    pub issuer: Option<String>,
+    /// Until when (free text or a date).
+    pub valid_until: Option<String>,
+}
+
+/// `[[trust.pen_tests]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPenTest {
+    /// Who tested.
+    pub provider: String,
+    /// When (a date).
+    pub date: String,
+    /// What was in scope.
+    pub scope: Option<String>,
 }
 
 /// `[auth]`: tokens and sign-in.
@@ -776,6 +843,28 @@ impl Settings {
             }
             _ => {}
         }
+        if let Some(p) = &self.trust.policy
+            && !p.starts_with("https://")
+        {
+            v.push(Verdict::error("trust.policy", "must be an https: URL"));
+        }
+        if self
+            .trust
+            .preferred_languages
+            .iter()
+            .any(|l| l.is_empty() || !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            v.push(Verdict::error(
+                "trust.preferred_languages",
+                "each entry must be a language tag such as `en` or `pt-BR`",
+            ));
+        }
+        if !(10..=86_400).contains(&self.trust.check_interval_secs) {
+            v.push(Verdict::error(
+                "trust.check_interval_secs",
+                "must be between 10 and 86400",
+            ));
+        }
         if self.auth.leeway_secs > 60 {
             v.push(Verdict::error("auth.leeway_secs", "must be at most 60"));
         }
@@ -1059,6 +1148,36 @@ mod tests {
             v.iter()
                 .any(|v| v.setting == "ratelimit" && v.level == Level::Error)
         );
+    }
+
+    #[test]
+    fn trust_declarations_parse_and_a_typo_in_them_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[trust]\ncontact = \"mailto:s@example.com\"\nregions = [\"EU\"]\ncheck_interval_secs = 60\n\
+             [[trust.subprocessors]]\nname = \"Host\"\npurpose = \"compute\"\n\
+             [[trust.pen_tests]]\nprovider = \"Tester\"\ndate = \"2026-01-01\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert_eq!(s.trust.regions, ["EU"]);
+        assert_eq!(s.trust.subprocessors.len(), 1);
+        assert_eq!(s.trust.check_interval_secs, 60);
+        assert_eq!(s.trust.preferred_languages, ["en"]);
+        assert!(!Settings::has_errors(&s.verdicts()));
+        std::fs::write(&file, "[trust]\nregion = [\"EU\"]\n").unwrap();
+        let err = Settings::load_from(Some(&file), &Overrides::default(), env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("region"), "{err}");
+        let mut s = Settings::default();
+        s.trust.check_interval_secs = 1;
+        s.trust.policy = Some("http://example.com/p".into());
+        let bad: Vec<String> = s.verdicts().into_iter().map(|v| v.setting).collect();
+        assert!(bad.contains(&"trust.check_interval_secs".to_owned()));
+        assert!(bad.contains(&"trust.policy".to_owned()));
     }
 
     #[test]

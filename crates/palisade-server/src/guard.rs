@@ -50,6 +50,10 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
     let Access::Capability(capability) = &guard.access else {
         return next.run(req).await;
     };
+    let self_check = req
+        .extensions()
+        .get::<crate::trust::checks::SelfCheckProbe>()
+        .is_some();
     match admit(&guard.app, capability, req.headers()).await {
         Ok((principal, scope)) => {
             let info = AuthInfo {
@@ -63,7 +67,9 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
             res
         }
         Err(e) => {
-            guard.app.metrics().record_denial();
+            if !self_check {
+                guard.app.metrics().record_denial();
+            }
             e.into_response()
         }
     }

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod router;
 pub mod routes;
 pub mod state;
+pub mod trust;
 pub mod validate;
 
 pub use app::{App, BuildError, build};

@@ -98,6 +98,10 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
     let method = req.method().clone();
     let uri = req.uri().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
+    let self_check = req
+        .extensions()
+        .get::<crate::trust::checks::SelfCheckProbe>()
+        .is_some();
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(ClientIp(ip));
 
@@ -121,6 +125,11 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
         tracing::error!(target: "palisade::error", request_id = %id, cause = %cause, "internal error");
     }
     let elapsed = started.elapsed();
+    if self_check {
+        // The Trust Center probing itself: not traffic (see `trust::checks::SelfCheckProbe`).
+        finish_headers(&app, &mut res, &id);
+        return res;
+    }
     app.metrics().record_request(
         method.as_str(),
         route,
@@ -145,11 +154,16 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
             "request"
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    finish_headers(&app, &mut res, &id);
+    res
+}
+
+/// The request id and the security headers, on every response.
+fn finish_headers(app: &AppState, res: &mut Response, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
-    apply_security_headers(&app, &mut res);
-    res
+    apply_security_headers(app, res);
 }
 
 /// The security headers, in the order they are sent.

@@ -29,6 +29,7 @@ struct Inner {
     auth: AuthContext,
     routes: OnceLock<RouteRegistry>,
     openapi: OnceLock<serde_json::Value>,
+    trust: crate::trust::Evidence,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
                 auth,
                 routes: OnceLock::new(),
                 openapi: OnceLock::new(),
+                trust: crate::trust::Evidence::default(),
             }),
         }
     }
@@ -117,6 +119,12 @@ impl AppState {
     #[must_use]
     pub fn openapi(&self) -> Option<&serde_json::Value> {
         self.inner.openapi.get()
+    }
+
+    /// The Trust Center's latest self-check results.
+    #[must_use]
+    pub fn trust(&self) -> &crate::trust::Evidence {
+        &self.inner.trust
     }
 
     pub(crate) fn set_routes(&self, routes: RouteRegistry, openapi: serde_json::Value) {

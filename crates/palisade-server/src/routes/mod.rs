@@ -7,6 +7,7 @@ pub mod mfa;
 pub mod ops;
 pub mod roles;
 pub mod tenants;
+pub mod trust;
 pub mod users;
 
 use palisade_authz::TenantScope;
@@ -28,6 +29,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = tenants::register(router);
     let router = roles::register(router);
     let router = audit::register(router);
+    let router = trust::register(router);
     users::register(router)
 }
 

@@ -20,6 +20,7 @@ mod pipeline;
 mod registry;
 mod roles;
 mod tenants;
+mod trust;
 mod users;
 
 /// A random, well-formed id that names nothing.
