@@ -201,6 +201,13 @@ pub mod platform {
     /// Read the route registry (method, path, capability).
     pub const ROUTE_READ: Capability = Capability::from_static("platform.route.read");
 
+    /// List the WAF's blocked clients (deployment-wide, so system only).
+    pub const SECURITY_BLOCK_READ: Capability = Capability::from_static("security.block.read");
+    /// Lift a block (deployment-wide, so system only).
+    pub const SECURITY_BLOCK_DELETE: Capability = Capability::from_static("security.block.delete");
+    /// Read the security report and counters (`/v1/security/stats`, the Trust Center's JSON).
+    pub const TRUST_REPORT_READ: Capability = Capability::from_static("trust.report.read");
+
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
     pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
     /// End one's own sessions (logout, logout-all). Held by every signed-in user.
@@ -309,6 +316,21 @@ pub mod platform {
                 ROUTE_READ,
                 "Read the route registry: every route with the capability it demands.",
                 false,
+            ),
+            def(
+                SECURITY_BLOCK_READ,
+                "List the clients the WAF has blocked across the deployment.",
+                true,
+            ),
+            def(
+                SECURITY_BLOCK_DELETE,
+                "Lift a WAF block before it expires.",
+                true,
+            ),
+            def(
+                TRUST_REPORT_READ,
+                "Read the deployment's security report and counters (denials, rate limits, WAF, failed sign-ins).",
+                true,
             ),
         ]
     }

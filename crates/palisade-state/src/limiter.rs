@@ -53,6 +53,12 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// The tightest quota: one request per second, no burst beyond it.
+    pub const STRICTEST: Self = Self {
+        per_second: 1,
+        burst: 1,
+    };
+
     /// A quota.
     ///
     /// # Errors

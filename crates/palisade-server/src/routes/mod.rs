@@ -5,6 +5,7 @@ pub mod meta;
 pub mod mfa;
 pub mod ops;
 pub mod roles;
+pub mod security;
 pub mod tenants;
 pub mod users;
 
@@ -26,6 +27,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = mfa::register(router);
     let router = tenants::register(router);
     let router = roles::register(router);
+    let router = security::register(router);
     users::register(router)
 }
 

@@ -14,12 +14,14 @@ mod config_start;
 mod forged_tokens;
 mod input;
 mod isolation;
+mod limits;
 mod mfa;
 mod pipeline;
 mod registry;
 mod roles;
 mod tenants;
 mod users;
+mod waf;
 
 /// A random, well-formed id that names nothing.
 pub fn unknown_id() -> String {
