@@ -171,9 +171,33 @@ pub fn gcra(stored_tat: u64, now: u64, quota: Quota) -> (Decision, Option<u64>) 
     (decision, Some(new_tat))
 }
 
+/// The table's keys are already SipHash values under a random key, so the map hashes them no
+/// further.
+#[derive(Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl std::hash::Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed (through `write_u64`); fold anything else in, never panic.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Table = HashMap<u64, u64, std::hash::BuildHasherDefault<PreHashed>>;
+
 /// The in-process limiter: bounded, sharded, exact for one instance.
 pub struct MemoryLimiter {
-    shards: Vec<Mutex<HashMap<u64, u64>>>,
+    shards: Vec<Mutex<Table>>,
     per_shard: usize,
     hasher: RandomState,
     epoch: Instant,
@@ -185,7 +209,7 @@ impl MemoryLimiter {
     #[must_use]
     pub fn new(max_entries: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Table::default())).collect(),
             per_shard: max_entries.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
             epoch: Instant::now(),
@@ -206,7 +230,8 @@ impl MemoryLimiter {
     /// [`StateError::Internal`] on a poisoned lock.
     pub fn decide(&self, key: &str, quota: Quota) -> Result<Decision, StateError> {
         let hash = self.hasher.hash_one(key);
-        let index = usize::try_from(hash % SHARDS as u64).unwrap_or(0);
+        // The shard comes from the high bits, the map's buckets from the low ones.
+        let index = usize::try_from(hash >> 58).unwrap_or(0) % SHARDS;
         let shard = self
             .shards
             .get(index)
