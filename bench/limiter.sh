@@ -13,6 +13,8 @@
 #   NO_REDIS=1                         measure the in-process limiter only
 #   RESULTS_DIR=bench/results          where the JSON goes
 #
+# Figures are per decision on this host; the load average around the run is recorded, since a shared
+# host's other work inflates them (they are upper bounds when the load exceeds the CPU count).
 # Needs: cargo; a reachable Redis for the Redis half.
 # Exit status: 0 ok; 1 build or run failure (including a Redis that degraded during the run).
 
@@ -32,7 +34,9 @@ if [[ "${NO_REDIS:-0}" != "1" ]]; then
   ARGS+=("$REDIS_URL")
 fi
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 OUT="$(env -u TEST_REDIS_URL "$BIN" "${ARGS[@]}")"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 mkdir -p "$RESULTS_DIR"
 FILE="$RESULTS_DIR/limiter-$STAMP.json"
@@ -40,7 +44,8 @@ FILE="$RESULTS_DIR/limiter-$STAMP.json"
   printf '{\n'
   printf '  "bench": "limiter",\n'
   printf '  "at": "%s",\n' "$STAMP"
-  printf '  "host": {"cpus": %s, "kernel": "%s"},\n' "$(nproc)" "$(uname -r)"
+  printf '  "host": {"cpus": %s, "kernel": "%s", "loadavg_before": "%s", "loadavg_after": "%s"},\n' \
+    "$(nproc)" "$(uname -r)" "$LOAD_BEFORE" "$LOAD_AFTER"
   printf '  "redis": "%s",\n' "$( [[ "${NO_REDIS:-0}" == "1" ]] && echo none || (redis-cli -u "$REDIS_URL" info server 2>/dev/null | awk -F: '/^redis_version/ {gsub(/\r/,""); print "redis " $2}') )"
   printf '  "results": %s\n' "$OUT"
   printf '}\n'
