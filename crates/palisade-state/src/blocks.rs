@@ -80,10 +80,16 @@ pub struct MemoryBlocks {
 struct MemInner {
     by_id: HashMap<String, Block>,
     by_subject: HashMap<String, String>,
+    /// The earliest expiry held: the table is scanned only once it has passed, so checking a
+    /// subject (every request) costs two lookups however many blocks there are.
+    next_expiry: Option<OffsetDateTime>,
 }
 
 impl MemInner {
     fn purge(&mut self, now: OffsetDateTime) {
+        if self.next_expiry.is_none_or(|at| at > now) {
+            return;
+        }
         let expired: Vec<String> = self
             .by_id
             .values()
@@ -92,6 +98,13 @@ impl MemInner {
             .collect();
         for id in expired {
             self.remove(&id);
+        }
+        self.next_expiry = self.by_id.values().map(|b| b.expires_at).min();
+    }
+
+    fn note_expiry(&mut self, at: OffsetDateTime) {
+        if self.next_expiry.is_none_or(|next| at < next) {
+            self.next_expiry = Some(at);
         }
     }
 
@@ -145,6 +158,8 @@ impl BlockList for MemoryBlocks {
                 if block.expires_at < until {
                     block.expires_at = until;
                 }
+                // The old expiry may still be the recorded minimum: that only makes a purge run
+                // early and find nothing to remove.
                 return Ok(block.clone());
             }
             if inner.by_id.len() >= max {
@@ -157,6 +172,7 @@ impl BlockList for MemoryBlocks {
                 created_at: now,
                 expires_at: until,
             };
+            inner.note_expiry(until);
             inner
                 .by_subject
                 .insert(subject.to_owned(), block.id.clone());
