@@ -50,7 +50,8 @@ return count
 /// GCRA decision (see `limiter`). KEYS[1] the key; ARGV[1] the emission interval in µs, ARGV[2] the
 /// burst. Time is Redis's own (`TIME`), so every instance shares one clock. Returns
 /// `{allowed (0|1), remaining, reset µs, retry-after µs}`. The key expires when its bucket is full
-/// again (an absent key and an idle one decide alike).
+/// again (an absent key and an idle one decide alike). Writing after reading `TIME` needs script
+/// effects replication: the default from Redis 5, the only mode from Redis 7.
 const GCRA_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
