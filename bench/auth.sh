@@ -226,6 +226,9 @@ start_palisade() {
     export PALISADE__AUTH__OTP__PER_IP__COUNT=1000000000
     export PALISADE__AUTH__OTP__PER_DESTINATION__COUNT=1000000000
     export PALISADE__AUTH__OTP__DAILY_CAP_EMAIL=1000000000
+    # The limiter runs on every request but never trips (one user, one IP, many requests).
+    export PALISADE__RATE_LIMIT__DEFAULT__PER_SECOND=1000000 PALISADE__RATE_LIMIT__DEFAULT__BURST=1000000
+    export PALISADE__RATE_LIMIT__AUTH__PER_SECOND=1000000 PALISADE__RATE_LIMIT__AUTH__BURST=1000000
     exec "$PALISADE_BIN" serve
   ) >>"$TMP/palisade.log" 2>&1 </dev/null &
   PALISADE_PID=$!
@@ -500,7 +503,7 @@ RESULT_FILE="$RESULTS_DIR/auth-$(date -u +%Y%m%dT%H%M%SZ).json"
   printf '  "config": {"rounds": %s, "duration": %s, "connections": %s, "threads": %s, "warmup": %s, "signins": %s, "signin_threads": %s, "signin_rounds": %s, "signin_warmup": %s, "order": "cache on, cache off per round; restart before each run"},\n' \
     "$ROUNDS" "$(json_str "$DURATION")" "$CONNECTIONS" "$THREADS" "$(json_str "$WARMUP")" \
     "$SIGNINS" "$SIGNIN_THREADS" "$SIGNIN_ROUNDS" "$SIGNIN_WARMUP"
-  printf '  "server_env": {"PALISADE__AUTH__OTP__PER_IP__COUNT": 1000000000, "PALISADE__AUTH__OTP__PER_DESTINATION__COUNT": 1000000000, "PALISADE__AUTH__OTP__DAILY_CAP_EMAIL": 1000000000, "PALISADE__AUTH__CACHE_VERIFICATIONS": "true (on) | false (off)"},\n'
+  printf '  "server_env": {"PALISADE__AUTH__OTP__PER_IP__COUNT": 1000000000, "PALISADE__AUTH__OTP__PER_DESTINATION__COUNT": 1000000000, "PALISADE__AUTH__OTP__DAILY_CAP_EMAIL": 1000000000, "PALISADE__RATE_LIMIT__DEFAULT|AUTH__PER_SECOND|BURST": 1000000, "PALISADE__AUTH__CACHE_VERIFICATIONS": "true (on) | false (off)"},\n'
   printf '  "commands": {"script": %s, "me": %s, "signin": %s},\n' \
     "$(json_str "bench/auth.sh (ROUNDS=$ROUNDS DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS WARMUP=$WARMUP SIGNINS=$SIGNINS SIGNIN_THREADS=$SIGNIN_THREADS SIGNIN_ROUNDS=$SIGNIN_ROUNDS SIGNIN_WARMUP=$SIGNIN_WARMUP)")" \
     "$(json_str "$(wrk_cmd "$DURATION")")" \

@@ -205,7 +205,13 @@ pub mod platform {
     pub const AUDIT_LOG_READ: Capability = Capability::from_static("audit.log.read");
     /// Export the selected tenant's audit trail.
     pub const AUDIT_LOG_EXPORT: Capability = Capability::from_static("audit.log.export");
-    /// Read the Trust Center's reports: claims with evidence, SBOM, questionnaire.
+    /// List the WAF's blocked clients (deployment-wide, so system only).
+    pub const SECURITY_BLOCK_READ: Capability = Capability::from_static("security.block.read");
+    /// Lift a block (deployment-wide, so system only).
+    pub const SECURITY_BLOCK_DELETE: Capability = Capability::from_static("security.block.delete");
+    /// Read the Trust Center's reports (claims with evidence, SBOM, questionnaire) and the security
+    /// counters (`/v1/security/stats`). Deployment-wide, so system only; the public `/trust` page
+    /// shows buyers the posture without these details.
     pub const TRUST_REPORT_READ: Capability = Capability::from_static("trust.report.read");
 
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
@@ -328,9 +334,19 @@ pub mod platform {
                 false,
             ),
             def(
+                SECURITY_BLOCK_READ,
+                "List the clients the WAF has blocked across the deployment.",
+                true,
+            ),
+            def(
+                SECURITY_BLOCK_DELETE,
+                "Lift a WAF block before it expires.",
+                true,
+            ),
+            def(
                 TRUST_REPORT_READ,
-                "Read the Trust Center reports: claims with their evidence, the SBOM and the questionnaire.",
-                false,
+                "Read the Trust Center reports (claims with their evidence, the SBOM, the questionnaire) and the deployment-wide security counters.",
+                true,
             ),
         ]
     }

@@ -423,6 +423,104 @@ impl Default for OtpSettings {
     }
 }
 
+/// One GCRA quota: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateQuota {
+    /// Sustained requests per second (1–1,000,000).
+    pub per_second: u32,
+    /// Requests admitted at once (at least 1).
+    pub burst: u32,
+}
+
+impl RateQuota {
+    /// The limiter's quota, or `None` when a value is out of range (refused by the verdicts).
+    #[must_use]
+    pub fn quota(self) -> Option<palisade_state::Quota> {
+        palisade_state::Quota::new(self.per_second, self.burst).ok()
+    }
+}
+
+/// `[rate_limit]`: GCRA limits; the backend follows `[state]` (in-process, or Redis with a
+/// per-instance fallback).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Whether requests are limited at all. Turning it off is refused in production.
+    pub enabled: bool,
+    /// Per signed-in user (later: per API key and OAuth client).
+    pub default: RateQuota,
+    /// Per client IP (IPv6: per /64) for callers without a credential.
+    pub anonymous: RateQuota,
+    /// The `/v1/auth/*` endpoints, per client IP, whoever calls.
+    pub auth: RateQuota,
+    /// Overrides of `default` for the users of a tenant, by tenant id.
+    pub tenants: std::collections::BTreeMap<String, RateQuota>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default: RateQuota {
+                per_second: 10,
+                burst: 20,
+            },
+            anonymous: RateQuota {
+                per_second: 5,
+                burst: 10,
+            },
+            auth: RateQuota {
+                per_second: 1,
+                burst: 5,
+            },
+            tenants: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// `[waf]`: checks on every JSON request body before the handler, and blocking after bursts of
+/// violations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WafSettings {
+    /// Whether bodies are checked. Turning it off is refused in production.
+    pub enabled: bool,
+    /// Longest string (object keys included), in characters.
+    pub max_string_chars: usize,
+    /// Most URLs in one body.
+    pub max_urls: usize,
+    /// Most phone numbers in one body.
+    pub max_phones: usize,
+    /// Deepest nesting of arrays and objects.
+    pub max_depth: usize,
+    /// Most JSON values (containers, strings, keys, numbers, literals) in one body.
+    pub max_elements: usize,
+    /// Violations by one client (user, or IP without a credential) within `violation_window_secs`
+    /// that block it.
+    pub violations_before_block: u64,
+    /// The window in which violations are counted.
+    pub violation_window_secs: u64,
+    /// How long a block lasts.
+    pub block_secs: u64,
+}
+
+impl Default for WafSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_string_chars: 8_192,
+            max_urls: 5,
+            max_phones: 3,
+            max_depth: 32,
+            max_elements: 10_000,
+            violations_before_block: 10,
+            violation_window_secs: 60,
+            block_secs: 900,
+        }
+    }
+}
+
 /// All settings. (Top-level unknown keys land in `pending` and are judged by [`Settings::verdicts`].)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -453,6 +551,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// `[audit]`.
     pub audit: AuditSettings,
+    /// `[rate_limit]`.
+    pub rate_limit: RateLimitSettings,
+    /// `[waf]`.
+    pub waf: WafSettings,
     /// Sections of the configuration contract that later features implement (rate limiting, OTP,
     /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
     /// `config check` warns that this build does not act on them yet.
@@ -476,6 +578,8 @@ impl Default for Settings {
             trust: TrustSettings::default(),
             auth: AuthSettings::default(),
             audit: AuditSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            waf: WafSettings::default(),
             pending: std::collections::BTreeMap::new(),
         }
     }
@@ -505,15 +609,7 @@ fn serialize_pending<S: serde::Serializer>(
 }
 
 /// Sections later features implement; anything else unknown at the top level is an error.
-pub const PENDING_SECTIONS: &[&str] = &[
-    "rate_limit",
-    "webhooks",
-    "privacy",
-    "resource",
-    "oauth",
-    "waf",
-    "vault",
-];
+pub const PENDING_SECTIONS: &[&str] = &["webhooks", "privacy", "resource", "oauth", "vault"];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Clone, Default)]
@@ -926,6 +1022,7 @@ impl Settings {
                 "allows every address; metrics reveal traffic patterns",
             ));
         }
+        self.judge_limits(&mut v);
         for key in self.pending.keys() {
             if PENDING_SECTIONS.contains(&key.as_str()) {
                 v.push(Verdict::warning(
@@ -937,6 +1034,84 @@ impl Settings {
             }
         }
         v
+    }
+
+    /// `[rate_limit]` and `[waf]`.
+    fn judge_limits(&self, v: &mut Vec<Verdict>) {
+        let prod = self.mode == Mode::Production;
+        let rl = &self.rate_limit;
+        for (name, quota) in [
+            ("rate_limit.default", rl.default),
+            ("rate_limit.anonymous", rl.anonymous),
+            ("rate_limit.auth", rl.auth),
+        ] {
+            if quota.quota().is_none() {
+                v.push(Verdict::error(
+                    name,
+                    "needs per_second between 1 and 1000000 and a burst of at least 1",
+                ));
+            }
+        }
+        for (tenant, quota) in &rl.tenants {
+            if tenant.parse::<palisade_domain::TenantId>().is_err() {
+                v.push(Verdict::error(
+                    "rate_limit.tenants",
+                    "every key must be a tenant id",
+                ));
+            } else if quota.quota().is_none() {
+                v.push(Verdict::error(
+                    "rate_limit.tenants",
+                    "each override needs per_second between 1 and 1000000 and a burst of at least 1",
+                ));
+            }
+        }
+        let waf = &self.waf;
+        for (name, off) in [
+            ("rate_limit.enabled", !rl.enabled),
+            ("waf.enabled", !waf.enabled),
+        ] {
+            if off && prod {
+                v.push(Verdict::error(name, "cannot be turned off in production"));
+            } else if off {
+                v.push(Verdict::warning(
+                    name,
+                    "is off: this protection does not run",
+                ));
+            }
+        }
+        let ranges: [(&str, usize, usize, usize); 5] = [
+            ("waf.max_string_chars", waf.max_string_chars, 16, 1 << 20),
+            ("waf.max_urls", waf.max_urls, 0, 10_000),
+            ("waf.max_phones", waf.max_phones, 0, 10_000),
+            ("waf.max_depth", waf.max_depth, 2, 512),
+            ("waf.max_elements", waf.max_elements, 16, 10_000_000),
+        ];
+        for (name, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                v.push(Verdict::error(
+                    name,
+                    format!("must be between {low} and {high}"),
+                ));
+            }
+        }
+        if waf.violations_before_block == 0 {
+            v.push(Verdict::error(
+                "waf.violations_before_block",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=86_400).contains(&waf.violation_window_secs) {
+            v.push(Verdict::error(
+                "waf.violation_window_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(1..=30 * 86_400).contains(&waf.block_secs) {
+            v.push(Verdict::error(
+                "waf.block_secs",
+                "must be between 1 and 2592000 (30 days)",
+            ));
+        }
     }
 
     /// Whether any verdict is an error.
@@ -956,10 +1131,28 @@ impl Settings {
                 )),
                 master_key_file: None,
             },
+            // Tests enable realistic limits explicitly; elsewhere the limiter and the WAF run (every
+            // request goes through them) with limits no test reaches.
+            rate_limit: RateLimitSettings {
+                default: UNREACHABLE_QUOTA,
+                anonymous: UNREACHABLE_QUOTA,
+                auth: UNREACHABLE_QUOTA,
+                ..RateLimitSettings::default()
+            },
+            waf: WafSettings {
+                violations_before_block: 1_000_000,
+                ..WafSettings::default()
+            },
             ..Self::default()
         }
     }
 }
+
+/// The quota [`Settings::for_test`] gives every class: far beyond what a test sends.
+const UNREACHABLE_QUOTA: RateQuota = RateQuota {
+    per_second: 1_000_000,
+    burst: 1_000_000,
+};
 
 fn read_secret_file(setting: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
     let raw = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
@@ -1137,12 +1330,12 @@ mod tests {
     #[test]
     fn unknown_top_level_sections_are_errors_and_contract_sections_warn() {
         let mut s = Settings::default();
-        s.pending.insert("rate_limit".into(), serde_json::json!({}));
+        s.pending.insert("webhooks".into(), serde_json::json!({}));
         s.pending.insert("ratelimit".into(), serde_json::json!({}));
         let v = s.verdicts();
         assert!(
             v.iter()
-                .any(|v| v.setting == "rate_limit" && v.level == Level::Warning)
+                .any(|v| v.setting == "webhooks" && v.level == Level::Warning)
         );
         assert!(
             v.iter()
@@ -1178,6 +1371,72 @@ mod tests {
         let bad: Vec<String> = s.verdicts().into_iter().map(|v| v.setting).collect();
         assert!(bad.contains(&"trust.check_interval_secs".to_owned()));
         assert!(bad.contains(&"trust.policy".to_owned()));
+    }
+
+    #[test]
+    fn rate_limit_and_waf_sections_are_typed_and_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        let tenant = uuid::Uuid::now_v7();
+        std::fs::write(
+            &file,
+            format!(
+                "[rate_limit]\ndefault = {{ per_second = 3, burst = 4 }}\n\
+                 [rate_limit.tenants]\n\"{tenant}\" = {{ per_second = 50, burst = 100 }}\n\
+                 [waf]\nmax_urls = 2\n"
+            ),
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert_eq!(s.rate_limit.default.per_second, 3);
+        assert_eq!(s.rate_limit.auth.burst, 5, "defaults fill the rest");
+        assert_eq!(s.rate_limit.tenants[&tenant.to_string()].burst, 100);
+        assert_eq!(s.waf.max_urls, 2);
+        assert_eq!(s.waf.max_string_chars, 8_192);
+        assert!(!Settings::has_errors(&s.verdicts()), "{:?}", s.verdicts());
+
+        std::fs::write(
+            &file,
+            "[rate_limit]\nanonymous = { per_second = 0, burst = 1 }\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert!(
+            s.verdicts()
+                .iter()
+                .any(|v| v.setting == "rate_limit.anonymous" && v.level == Level::Error)
+        );
+        std::fs::write(
+            &file,
+            "[rate_limit.tenants]\nacme = { per_second = 1, burst = 1 }\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        assert!(
+            s.verdicts()
+                .iter()
+                .any(|v| v.setting == "rate_limit.tenants" && v.level == Level::Error)
+        );
+        std::fs::write(&file, "[waf]\nmax_url = 2\n").unwrap();
+        assert!(
+            Settings::load_from(Some(&file), &Overrides::default(), env()).is_err(),
+            "typo refused"
+        );
+
+        let mut s = Settings {
+            mode: Mode::Production,
+            ..Settings::default()
+        };
+        s.rate_limit.enabled = false;
+        s.waf.enabled = false;
+        let v = s.verdicts();
+        for name in ["rate_limit.enabled", "waf.enabled"] {
+            assert!(
+                v.iter()
+                    .any(|v| v.setting == name && v.level == Level::Error),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], and on Allow inserts the
 //! [`palisade_authz::Principal`] and [`palisade_authz::TenantScope`] for the handler.
 //!
+//! Around that, on every route but `/health`, `/ready` and `/metrics` (public routes included): a
+//! blocked client IP is refused before authentication and a blocked user after it (403
+//! `waf.blocked`, [`crate::waf`]); the request is counted by the rate limiter (429, per user, per IP,
+//! or per IP on `/v1/auth/*`, [`crate::ratelimit`]); a JSON body is checked by the WAF before the
+//! handler (400 `waf.*`). Refused credentials are rate limited per IP like anonymous callers.
+//!
 //! SECURITY: every failure on the way denies. No credential → 401; a refused credential → 401 with
 //! `error="invalid_token"`; a disabled user, vanished tenant or stale token version → 401; a tenant
 //! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a store error → 503.
@@ -20,9 +26,13 @@ use palisade_authz::{
 use palisade_domain::{TenantId, UserStatus};
 use time::OffsetDateTime;
 
+use std::net::IpAddr;
+
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
+use crate::pipeline::ClientIp;
 use crate::state::AppState;
+use crate::{ratelimit, waf};
 
 /// The header that selects another tenant within the principal's reach.
 pub const TENANT_HEADER: &str = "x-tenant-id";
@@ -45,34 +55,101 @@ pub struct AuthInfo {
     pub tenant: String,
 }
 
-/// The middleware function.
+/// The middleware function: WAF block check, authentication and authorization, rate limit, WAF
+/// body check, then the handler (see [`crate::ratelimit`] and [`crate::waf`]).
 pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
-    let Access::Capability(capability) = &guard.access else {
-        return next.run(req).await;
-    };
+    let app = &guard.app;
+    let path = req.uri().path().to_owned();
+    // SECURITY: the pipeline always sets the client IP; without it the unspecified address is used,
+    // which shares one limit with every other such request.
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0);
+    // The Trust Center's in-process probes (a request extension no client can set) are neither
+    // limited nor counted: probing must not look like traffic or attacks, nor trip the limiter.
     let self_check = req
         .extensions()
         .get::<crate::trust::checks::SelfCheckProbe>()
         .is_some();
-    match admit(&guard.app, capability, req.headers()).await {
-        Ok((principal, scope)) => {
-            let info = AuthInfo {
-                subject: principal.subject.to_string(),
-                tenant: scope.tenant_id().to_string(),
-            };
-            req.extensions_mut().insert(principal);
-            req.extensions_mut().insert(scope);
-            let mut res = next.run(req).await;
-            res.extensions_mut().insert(info);
-            res
+    let shielded = !ratelimit::is_exempt(&path) && !self_check;
+    let ip_subject = waf::ip_subject(ip);
+    if shielded && let Err(res) = waf::check_block(app, &ip_subject).await {
+        return res;
+    }
+    let Access::Capability(capability) = &guard.access else {
+        if !shielded {
+            return next.run(req).await;
         }
+        let (key, quota) = ratelimit::key_for(app, &path, ip, None);
+        let rate = match ratelimit::check(app, &key, quota).await {
+            Ok(rate) => rate,
+            Err(res) => return res,
+        };
+        let req = match waf::screen(app, &ip_subject, req).await {
+            Ok(req) => req,
+            Err(res) => return res,
+        };
+        let mut res = next.run(req).await;
+        crate::security_stats::observe_sign_in(app.metrics(), &path, res.status());
+        ratelimit::decorate(&mut res, rate);
+        return res;
+    };
+    let principal = match authenticate(app, req.headers()).await {
+        Ok(principal) => principal,
         Err(e) => {
             if !self_check {
-                guard.app.metrics().record_denial();
+                app.metrics().record_denial();
             }
-            e.into_response()
+            if !shielded {
+                return e.into_response();
+            }
+            // Callers without an accepted credential are limited like anonymous ones, per client
+            // IP, so a flood of bad or missing credentials is throttled too.
+            let (key, quota) = ratelimit::key_for(app, &path, ip, None);
+            return match ratelimit::check(app, &key, quota).await {
+                Ok(rate) => {
+                    let mut res = e.into_response();
+                    ratelimit::decorate(&mut res, rate);
+                    res
+                }
+                Err(res) => res,
+            };
         }
+    };
+    let user_subject = waf::user_subject(&principal.subject);
+    if let Err(res) = waf::check_block(app, &user_subject).await {
+        return res;
     }
+    // Counted per user whether or not the route then grants access.
+    let (key, quota) = ratelimit::key_for(app, &path, ip, Some(&principal));
+    let rate = match ratelimit::check(app, &key, quota).await {
+        Ok(rate) => rate,
+        Err(res) => return res,
+    };
+    let scope = match authorize_principal(app, &principal, capability, req.headers()).await {
+        Ok(scope) => scope,
+        Err(e) => {
+            app.metrics().record_denial();
+            let mut res = e.into_response();
+            ratelimit::decorate(&mut res, rate);
+            return res;
+        }
+    };
+    req = match waf::screen(app, &user_subject, req).await {
+        Ok(req) => req,
+        Err(res) => return res,
+    };
+    let info = AuthInfo {
+        subject: principal.subject.to_string(),
+        tenant: scope.tenant_id().to_string(),
+    };
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(scope);
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(info);
+    ratelimit::decorate(&mut res, rate);
+    res
 }
 
 /// Authenticates and authorizes one request for `capability`.
@@ -84,6 +161,19 @@ pub async fn admit(
     capability: &Capability,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
+    let principal = authenticate(app, headers).await?;
+    let scope = authorize_principal(app, &principal, capability, headers).await?;
+    Ok((principal, scope))
+}
+
+/// Authenticates a request and resolves its principal.
+///
+/// # Errors
+/// 401 for a missing or refused credential, 503 when it cannot be checked, a store error.
+pub async fn authenticate(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
     let identity = match app.authenticator().authenticate(headers).await {
         AuthOutcome::Authenticated(id) => id,
         AuthOutcome::Anonymous => {
@@ -108,17 +198,29 @@ pub async fn admit(
             });
         }
     };
-    let principal = resolve_principal(app, identity).await?;
-    let target = select_tenant(app, &principal, headers).await?;
+    resolve_principal(app, identity).await
+}
+
+/// Picks the target tenant and decides `capability` for an authenticated principal.
+///
+/// # Errors
+/// 404 for a tenant out of reach, 403 for a missing capability or step-up, a store error.
+pub async fn authorize_principal(
+    app: &AppState,
+    principal: &Principal,
+    capability: &Capability,
+    headers: &axum::http::HeaderMap,
+) -> Result<palisade_authz::TenantScope, ApiError> {
+    let target = select_tenant(app, principal, headers).await?;
     match decide(
-        &principal,
+        principal,
         &target,
         capability,
         app.capabilities(),
         OffsetDateTime::now_utc(),
         app.step_up_max_age(),
     ) {
-        Decision::Allow(scope) => Ok((principal, scope)),
+        Decision::Allow(scope) => Ok(scope),
         Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound {
             code: "tenant.not_found",
         }),

@@ -20,11 +20,14 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod router;
 pub mod routes;
+pub mod security_stats;
 pub mod state;
 pub mod trust;
 pub mod validate;
+pub mod waf;
 
 pub use app::{App, BuildError, build};
 pub use config::Settings;

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::security_stats::{SecurityEvent, SecurityStats};
+
 /// Labels of a request series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -31,6 +33,20 @@ pub struct Metrics {
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     shed: Counter<u64, AtomicU64>,
     denials: Counter<u64, AtomicU64>,
+    rate_limited: Counter<u64, AtomicU64>,
+    waf_violations: Family<WafLabels, Counter>,
+    waf_blocks: Counter<u64, AtomicU64>,
+    failed_logins: Counter<u64, AtomicU64>,
+    limiter_degraded: Gauge<i64, std::sync::atomic::AtomicI64>,
+    limiter_fallbacks: Gauge<i64, std::sync::atomic::AtomicI64>,
+    security: SecurityStats,
+}
+
+/// Labels of a WAF violation series: the problem code (a fixed, small set).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafLabels {
+    /// e.g. `waf.too_deep`.
+    pub code: String,
 }
 
 impl Default for Metrics {
@@ -76,6 +92,42 @@ impl Metrics {
             "Requests denied by authentication or authorization",
             denials.clone(),
         );
+        let rate_limited = Counter::default();
+        let waf_violations = Family::<WafLabels, Counter>::default();
+        let waf_blocks = Counter::default();
+        let failed_logins = Counter::default();
+        let limiter_degraded = Gauge::default();
+        let limiter_fallbacks = Gauge::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by the rate limiter (429)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "waf_violations",
+            "Request bodies refused by the WAF, by problem code",
+            waf_violations.clone(),
+        );
+        registry.register(
+            "waf_blocks",
+            "Blocks imposed after bursts of WAF violations, and requests refused as blocked",
+            waf_blocks.clone(),
+        );
+        registry.register(
+            "failed_logins",
+            "Failed sign-in steps (wrong one-time code or second factor)",
+            failed_logins.clone(),
+        );
+        registry.register(
+            "rate_limit_degraded",
+            "1 while the shared rate limiter is unreachable and limits are per instance",
+            limiter_degraded.clone(),
+        );
+        registry.register(
+            "rate_limit_fallback_decisions",
+            "Rate-limit decisions taken per instance because the shared limiter was unreachable",
+            limiter_fallbacks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -83,6 +135,13 @@ impl Metrics {
             in_flight,
             shed,
             denials,
+            rate_limited,
+            waf_violations,
+            waf_blocks,
+            failed_logins,
+            limiter_degraded,
+            limiter_fallbacks,
+            security: SecurityStats::new(),
         }
     }
 
@@ -112,6 +171,48 @@ impl Metrics {
     /// A request was denied.
     pub fn record_denial(&self) {
         self.denials.inc();
+        self.security.record(SecurityEvent::Denial);
+    }
+
+    /// The rate limiter refused a request.
+    pub fn record_rate_limited(&self) {
+        self.rate_limited.inc();
+        self.security.record(SecurityEvent::RateLimited);
+    }
+
+    /// The WAF refused a body with `code`.
+    pub fn record_waf_violation(&self, code: &str) {
+        self.waf_violations
+            .get_or_create(&WafLabels {
+                code: code.to_owned(),
+            })
+            .inc();
+        self.security.record(SecurityEvent::WafViolation);
+    }
+
+    /// A client was blocked, or a blocked client refused.
+    pub fn record_waf_block(&self) {
+        self.waf_blocks.inc();
+        self.security.record(SecurityEvent::WafBlock);
+    }
+
+    /// A sign-in step failed.
+    pub fn record_failed_login(&self) {
+        self.failed_logins.inc();
+        self.security.record(SecurityEvent::FailedLogin);
+    }
+
+    /// The limiter's health after a decision.
+    pub fn set_limiter_health(&self, health: palisade_state::LimiterHealth) {
+        self.limiter_degraded.set(i64::from(health.degraded));
+        self.limiter_fallbacks
+            .set(i64::try_from(health.fallback_decisions).unwrap_or(i64::MAX));
+    }
+
+    /// Security counters by window.
+    #[must_use]
+    pub fn security(&self) -> &SecurityStats {
+        &self.security
     }
 
     /// How many requests were denied so far.

@@ -247,6 +247,15 @@ pub async fn finish_problem(res: Response, request_id: &str) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
+    // A handler's own JSON body for an error status (`/ready`'s 503 with its checks) is kept: only
+    // bare statuses from the router or a tower layer are turned into problems.
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return res;
+    }
     let (code, detail) = generic_code(status);
     let (parts, _) = res.into_parts();
     let mut fresh = problem_response(status, code, detail.to_owned(), None);

@@ -1,5 +1,5 @@
-//! Ephemeral shared state behind traits: the revocation list, fixed-window counters and one-time
-//! (replay) guards, with an in-process backend (`memory://`, the embedded default) and a Redis
+//! Ephemeral shared state behind traits: the revocation list, fixed-window counters, one-time
+//! (replay) guards, the GCRA rate limiter ([`limiter`]) and the block list, with an in-process backend (`memory://`, the embedded default) and a Redis
 //! backend (`redis://` / `rediss://`, for several instances). The binary picks one with [`connect`]
 //! once at start; nothing here knows about HTTP.
 //!
@@ -26,8 +26,10 @@
 //! revocations on restart, so revocations that must outlive a restart (refresh families) need a
 //! durable record too; this list is the fast path checked on every request.
 
+mod blocks;
 mod error;
 mod keys;
+pub mod limiter;
 mod memory;
 mod redis_backend;
 
@@ -38,7 +40,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use blocks::{Block, BlockList, MemoryBlocks};
 pub use error::StateError;
+pub use limiter::{Decision, LimiterHealth, MemoryLimiter, Quota, RateLimiter};
 
 /// Ids whose tokens are revoked until a given instant: access-token `jti`s and refresh-token family
 /// ids.
@@ -105,6 +109,10 @@ pub struct State {
     pub once: Arc<dyn OnceGuard>,
     /// Backend health.
     pub health: Arc<dyn StateHealth>,
+    /// GCRA rate limiting (with Redis: falls back to per-instance limits while Redis is down).
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Blocked subjects (with Redis: a per-instance list covers outages).
+    pub blocks: Arc<dyn BlockList>,
 }
 
 impl fmt::Debug for State {
@@ -161,21 +169,36 @@ pub async fn connect(url: &str, opts: &StateOptions) -> Result<State, StateError
                     "memory:// takes no host, path or options",
                 ));
             }
-            Ok(bundle(Arc::new(memory::MemoryState::new(
-                opts.memory_max_entries,
-            ))))
+            Ok(bundle(
+                Arc::new(memory::MemoryState::new(opts.memory_max_entries)),
+                Arc::new(MemoryLimiter::new(opts.memory_max_entries)),
+                Arc::new(MemoryBlocks::new(opts.memory_max_entries)),
+            ))
         }
-        Some("redis" | "rediss") => Ok(bundle(Arc::new(
-            redis_backend::RedisState::connect(url, opts).await?,
-        ))),
+        Some("redis" | "rediss") => {
+            let redis = Arc::new(redis_backend::RedisState::connect(url, opts).await?);
+            // One degradation flag for both: they fail over together when Redis is unreachable.
+            let health = Arc::new(limiter::Degradation::new());
+            let limiter = Arc::new(limiter::FallbackLimiter::new(
+                redis.clone(),
+                MemoryLimiter::new(opts.memory_max_entries),
+                health.clone(),
+            ));
+            let blocks = Arc::new(blocks::FallbackBlocks::new(
+                redis.clone(),
+                MemoryBlocks::new(opts.memory_max_entries),
+                health,
+            ));
+            Ok(bundle(redis, limiter, blocks))
+        }
         _ => Err(StateError::Config(
             "unsupported state URL scheme (expected memory://, redis:// or rediss://)",
         )),
     }
 }
 
-/// One backend object serving every purpose.
-fn bundle<B>(backend: Arc<B>) -> State
+/// One backend object serving every purpose, with the limiter and block list built over it.
+fn bundle<B>(backend: Arc<B>, limiter: Arc<dyn RateLimiter>, blocks: Arc<dyn BlockList>) -> State
 where
     B: RevocationList + Counters + OnceGuard + StateHealth + 'static,
 {
@@ -184,5 +207,7 @@ where
         counters: backend.clone(),
         once: backend.clone(),
         health: backend,
+        limiter,
+        blocks,
     }
 }

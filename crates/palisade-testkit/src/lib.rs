@@ -359,6 +359,12 @@ impl TestApp {
         TenantFixture { app: self, tenant }
     }
 
+    /// A fixture for a tenant that already exists (e.g. created on a sibling sharing the database).
+    #[must_use]
+    pub fn fixture(&self, tenant: Tenant) -> TenantFixture<'_> {
+        TenantFixture { app: self, tenant }
+    }
+
     /// Creates an ordinary tenant beneath the system tenant.
     pub async fn tenant(&self, slug: &str) -> TenantFixture<'_> {
         self.tenant_under(slug, TenantKind::Tenant, None).await

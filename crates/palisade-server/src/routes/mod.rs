@@ -6,6 +6,7 @@ pub mod meta;
 pub mod mfa;
 pub mod ops;
 pub mod roles;
+pub mod security;
 pub mod tenants;
 pub mod trust;
 pub mod users;
@@ -30,6 +31,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = roles::register(router);
     let router = audit::register(router);
     let router = trust::register(router);
+    let router = security::register(router);
     users::register(router)
 }
 

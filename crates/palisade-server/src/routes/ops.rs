@@ -36,6 +36,9 @@ pub struct ReadyChecks {
     pub database: &'static str,
     /// `ok` (in-process state) or `unavailable`.
     pub state: &'static str,
+    /// `ok`, `degraded` (the shared limiter is unreachable: limits are per instance, never off) or
+    /// `disabled`.
+    pub rate_limit: &'static str,
 }
 
 pub(crate) fn register(r: SecureRouter) -> SecureRouter {
@@ -108,10 +111,24 @@ async fn get_ready(State(app): State<AppState>) -> Response {
     } else {
         "unavailable"
     };
+    let limiter = app.auth().state.limiter.health();
+    app.metrics().set_limiter_health(limiter);
+    let rate_limit = if !app.settings().rate_limit.enabled {
+        "disabled"
+    } else if limiter.degraded {
+        "degraded"
+    } else {
+        "ok"
+    };
+    // A degraded limiter still limits (per instance), so it does not make the instance unready.
     let ok = database == "ok" && state == "ok";
     let body = ReadyView {
         status: if ok { "ok" } else { "unavailable" },
-        checks: ReadyChecks { database, state },
+        checks: ReadyChecks {
+            database,
+            state,
+            rate_limit,
+        },
     };
     let status = if ok {
         StatusCode::OK

@@ -15,6 +15,7 @@ mod config_start;
 mod forged_tokens;
 mod input;
 mod isolation;
+mod limits;
 mod mfa;
 mod pipeline;
 mod registry;
@@ -22,6 +23,7 @@ mod roles;
 mod tenants;
 mod trust;
 mod users;
+mod waf;
 
 /// A random, well-formed id that names nothing.
 pub fn unknown_id() -> String {

@@ -215,7 +215,7 @@ async fn readiness_reports_the_database() {
     let body = palisade_testkit::json(app.anonymous().get("/ready").await).await;
     assert_eq!(
         body,
-        json!({"status": "ok", "checks": {"database": "ok", "state": "ok"}})
+        json!({"status": "ok", "checks": {"database": "ok", "state": "ok", "rate_limit": "ok"}})
     );
 }
 

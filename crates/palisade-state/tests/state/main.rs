@@ -61,6 +61,10 @@ conformance!(
     long_and_odd_keys_are_accepted,
     zero_durations_are_refused,
     health_answers_and_instances_agree_on_backend,
+    limiter_admits_the_burst_across_instances_then_denies,
+    limiter_keys_and_quotas_are_independent_and_refill,
+    blocks_are_shared_listed_extended_and_lifted,
+    blocks_expire_by_themselves,
 );
 
 mod memory_only {

@@ -166,6 +166,70 @@ async fn live_connection_is_unavailable_while_redis_is_down_and_recovers() {
     assert_eq!(state.counters.hit("k", window).await.unwrap(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limiter_falls_back_to_per_instance_limits_while_redis_is_down_and_recovers() {
+    let Some(mut redis) = ThrowawayRedis::start() else {
+        eprintln!("note: redis-server is not on PATH, skipping the outage test");
+        return;
+    };
+    redis.wait_ready().await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let state = connect(&url, &fresh_options()).await.unwrap();
+    let quota = palisade_state::Quota::new(1, 3).unwrap();
+    assert!(state.limiter.check("k", quota).await.unwrap().allowed);
+    assert_eq!(state.limiter.health().backend, "redis");
+    assert!(!state.limiter.health().degraded);
+    let block = state
+        .blocks
+        .block("ip:1", "waf.burst", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    redis.shutdown();
+
+    // Never unlimited: the per-instance limiter takes over with the same quota.
+    let started = Instant::now();
+    let mut allowed = 0;
+    for _ in 0..10 {
+        allowed += u32::from(state.limiter.check("k2", quota).await.unwrap().allowed);
+    }
+    assert_eq!(allowed, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "fallback is prompt"
+    );
+    let health = state.limiter.health();
+    assert!(health.degraded);
+    assert!(health.fallback_decisions >= 9);
+    // Blocks made during the outage are kept per instance; the shared list cannot be listed.
+    state
+        .blocks
+        .block("ip:2", "waf.burst", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(state.blocks.blocked("ip:2").await.unwrap().is_some());
+    assert!(state.blocks.list().await.is_err());
+
+    redis.restart();
+    redis.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let _ = state.limiter.check("probe", quota).await;
+        if !state.limiter.health().degraded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Redis restarted empty (no persistence): the shared block is gone, the local one remains.
+    assert!(state.blocks.blocked("ip:1").await.unwrap().is_none());
+    assert!(state.blocks.blocked("ip:2").await.unwrap().is_some());
+    assert!(!state.blocks.unblock(&block.id).await.unwrap());
+}
+
 /// A `redis-server` child process on a free port, without persistence.
 struct ThrowawayRedis {
     port: u16,

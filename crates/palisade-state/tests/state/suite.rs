@@ -218,3 +218,85 @@ pub async fn health_answers_and_instances_agree_on_backend(a: &State, b: &State)
     assert!(["memory", "redis"].contains(&a.health.backend()));
     assert_eq!(a.health.backend(), b.health.backend());
 }
+
+fn quota(per_second: u32, burst: u32) -> palisade_state::Quota {
+    palisade_state::Quota::new(per_second, burst).unwrap()
+}
+
+pub async fn limiter_admits_the_burst_across_instances_then_denies(a: &State, b: &State) {
+    // 1 per second, burst 6: within this test's few milliseconds, exactly 6 pass in total, whichever
+    // instance serves them.
+    let q = quota(1, 6);
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let state = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move { state.limiter.check("user:1", q).await.unwrap() });
+    }
+    let decisions = tasks.join_all().await;
+    let allowed = decisions.iter().filter(|d| d.allowed).count();
+
+    assert_eq!(allowed, 6);
+    let denied = decisions.iter().find(|d| !d.allowed).unwrap();
+    assert_eq!(denied.remaining, 0);
+    assert!(denied.retry_after > Duration::ZERO && denied.retry_after <= Duration::from_secs(1));
+    assert!(!a.limiter.health().degraded);
+}
+
+pub async fn limiter_keys_and_quotas_are_independent_and_refill(a: &State, b: &State) {
+    let q = quota(10, 2);
+    assert!(a.limiter.check("ip:a", q).await.unwrap().allowed);
+    let second = a.limiter.check("ip:a", q).await.unwrap();
+    assert!(second.allowed);
+    assert_eq!(second.remaining, 0);
+    assert!(!b.limiter.check("ip:a", q).await.unwrap().allowed);
+    assert!(b.limiter.check("ip:b", q).await.unwrap().allowed);
+
+    // One emission interval (100 ms) later, one more request passes.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    assert!(b.limiter.check("ip:a", q).await.unwrap().allowed);
+}
+
+pub async fn blocks_are_shared_listed_extended_and_lifted(a: &State, b: &State) {
+    let block = a
+        .blocks
+        .block("ip:203.0.113.7", "waf.burst", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(block.subject, "ip:203.0.113.7");
+    assert_eq!(block.reason, "waf.burst");
+    assert!(block.expires_at > block.created_at);
+
+    let left = b.blocks.blocked("ip:203.0.113.7").await.unwrap().unwrap();
+    assert!(left > Duration::from_secs(50));
+    assert!(b.blocks.blocked("ip:203.0.113.8").await.unwrap().is_none());
+    // A shorter block keeps the longer one, under the same id.
+    let again = b
+        .blocks
+        .block("ip:203.0.113.7", "waf.burst", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(again.id, block.id);
+    let listed = b.blocks.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, block.id);
+
+    assert!(b.blocks.unblock(&block.id).await.unwrap());
+
+    assert!(a.blocks.blocked("ip:203.0.113.7").await.unwrap().is_none());
+    assert!(!a.blocks.unblock(&block.id).await.unwrap());
+    assert!(a.blocks.list().await.unwrap().is_empty());
+}
+
+pub async fn blocks_expire_by_themselves(a: &State, b: &State) {
+    a.blocks
+        .block("user:9", "waf.burst", Duration::from_millis(600))
+        .await
+        .unwrap();
+    assert!(b.blocks.blocked("user:9").await.unwrap().is_some());
+
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    assert!(b.blocks.blocked("user:9").await.unwrap().is_none());
+    assert!(b.blocks.list().await.unwrap().is_empty());
+}
