@@ -342,6 +342,23 @@ async fn security_txt_has_the_rfc_9116_fields_and_expires_within_a_year() {
     let now = time::OffsetDateTime::now_utc();
     assert!(expires > now && expires <= now + time::Duration::days(365));
 
+    // Without a public URL there is no canonical address to state: the field is left out, not guessed.
+    let no_url = TestApp::spawn_with(Backend::Sqlite, |s| {
+        s.trust.contact = Some("mailto:security@example.com".into());
+    })
+    .await
+    .unwrap();
+    let text = no_url
+        .anonymous()
+        .get("/.well-known/security.txt")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let fields = security_txt_fields(&text);
+    assert!(fields.contains_key("contact") && fields.contains_key("expires"));
+    assert!(!fields.contains_key("canonical"), "{text}");
+
     // Without a contact there is no valid file (development only; production refuses to start).
     let bare = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let res = bare.anonymous().get("/.well-known/security.txt").await;
