@@ -1,14 +1,15 @@
 //! Build script: writes the CycloneDX 1.5 SBOM of the `palisade` binary to `$OUT_DIR/sbom.cdx.json`,
 //! which `trust::sbom` embeds with `include_str!`, so the SBOM describes the binary that runs it.
 //!
-//! The component list is the dependency graph cargo resolved from `Cargo.lock` for this target
-//! (`cargo metadata --locked --offline --filter-platform $TARGET`), walked from `palisade-server`
-//! along normal (non-dev, non-build) edges: exactly the crates linked into the binary, with their
-//! exact versions, `pkg:cargo` purls, licences (SPDX expressions from each crate's manifest) and the
-//! SHA-256 of the published `.crate` from `Cargo.lock`. Procedural macros and their dependencies run
-//! only at compile time; they are listed with `scope: "excluded"` so the supply chain stays visible.
+//! The component list is the dependency graph cargo resolves from `Cargo.lock` when it builds this
+//! package for this target (`cargo tree -e normal -p palisade-server --target $TARGET --locked`):
+//! normal edges only (no dev-dependency, no build script dependency) and features resolved as for
+//! this package alone, so it is exactly the crates compiled into the binary. Each component has its
+//! exact version, a `pkg:cargo` purl, its licence (the SPDX expression of its manifest) and the SHA-256
+//! of the published `.crate` from `Cargo.lock`. Procedural macros and what only they pull in run at
+//! compile time; they are listed with `scope: "excluded"` so the supply chain stays visible.
 //!
-//! Cost: one `cargo metadata` call (about a second), only when a manifest or the lockfile changes.
+//! Cost: one `cargo tree` call (well under a second), only when a manifest or the lockfile changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -17,13 +18,22 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-/// `v[key]` without the panicking `Index` (absent keys and non-objects read as `null`).
-fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
-    static NULL: Value = Value::Null;
-    v.get(key).unwrap_or(&NULL)
-}
-
 type BuildResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `(name, version)`.
+type Key = (String, String);
+
+/// One package of the tree.
+#[derive(Debug, Clone)]
+struct Pkg {
+    name: String,
+    version: String,
+    /// A path dependency (a workspace crate): its directory.
+    path: Option<String>,
+    proc_macro: bool,
+    licence: String,
+    repository: String,
+}
 
 fn main() -> BuildResult<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -31,156 +41,114 @@ fn main() -> BuildResult<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target = std::env::var("TARGET")?;
     let manifest = manifest_dir.join("Cargo.toml");
+    let lock = manifest_dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|l| l.exists())
+        .ok_or("Cargo.lock not found")?;
 
-    let metadata = |offline: bool| {
+    let tree = |offline: bool| {
         let mut cmd = Command::new(&cargo);
-        cmd.args(["metadata", "--format-version", "1", "--locked"])
-            .args(["--filter-platform", &target, "--manifest-path"])
+        cmd.args(["tree", "-e", "normal", "-p", "palisade-server", "--locked"])
+            .args([
+                "--prefix",
+                "depth",
+                "--format",
+                "{p}\t{l}\t{r}",
+                "--charset",
+                "ascii",
+            ])
+            .args(["--target", &target, "--color", "never", "--manifest-path"])
             .arg(&manifest);
         if offline {
             cmd.arg("--offline");
         }
         cmd.output()
     };
-    // Offline first: every package is usually downloaded already. `cargo metadata` also wants the
-    // manifests of dev-dependencies, which a plain `cargo build` has not fetched; then ask the registry.
-    let mut output = metadata(true)?;
+    // Offline first: the packages being built are downloaded already. Resolving the lockfile can
+    // want manifests a plain `cargo build` has not fetched (dev-dependencies); then ask the registry.
+    let mut output = tree(true)?;
     if !output.status.success() {
-        output = metadata(false)?;
+        output = tree(false)?;
     }
     if !output.status.success() {
         return Err(format!(
-            "cargo metadata failed: {}",
+            "cargo tree failed: {}",
             String::from_utf8_lossy(&output.stderr)
         )
         .into());
     }
-    let meta: Value = serde_json::from_slice(&output.stdout)?;
-    let workspace_root = PathBuf::from(
-        at(&meta, "workspace_root")
-            .as_str()
-            .ok_or("cargo metadata: no workspace_root")?,
-    );
-    let lock = workspace_root.join("Cargo.lock");
-    let checksums = lock_checksums(&lock)?;
+    let text = String::from_utf8(output.stdout)?;
 
-    let mut directives = vec![
-        format!("cargo::rerun-if-changed={}", lock.display()),
-        format!(
-            "cargo::rerun-if-changed={}",
-            workspace_root.join("Cargo.toml").display()
-        ),
-        "cargo::rerun-if-changed=build.rs".to_owned(),
-        "cargo::rerun-if-env-changed=SOURCE_DATE_EPOCH".to_owned(),
-    ];
-
-    let packages: BTreeMap<&str, &Value> = at(&meta, "packages")
-        .as_array()
-        .ok_or("cargo metadata: no packages")?
-        .iter()
-        .filter_map(|p| Some((at(p, "id").as_str()?, p)))
-        .collect();
-    for p in packages.values() {
-        if at(p, "source").is_null()
-            && let Some(m) = at(p, "manifest_path").as_str()
-        {
-            directives.push(format!("cargo::rerun-if-changed={m}"));
+    let mut packages: BTreeMap<Key, Pkg> = BTreeMap::new();
+    let mut edges: BTreeMap<Key, BTreeSet<Key>> = BTreeMap::new();
+    let mut stack: Vec<Key> = Vec::new();
+    let mut root: Option<Key> = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let digits: String = line.chars().take_while(char::is_ascii_digit).collect();
+        let depth: usize = digits.parse()?;
+        let rest = line.get(digits.len()..).unwrap_or_default();
+        let pkg = parse_package(rest).ok_or_else(|| format!("cargo tree: cannot read `{line}`"))?;
+        let key = (pkg.name.clone(), pkg.version.clone());
+        stack.truncate(depth);
+        match stack.last() {
+            Some(parent) => {
+                edges.entry(parent.clone()).or_default().insert(key.clone());
+            }
+            None => root = Some(key.clone()),
         }
+        stack.push(key.clone());
+        packages.entry(key).or_insert(pkg);
     }
-    let nodes: BTreeMap<&str, &Value> = at(at(&meta, "resolve"), "nodes")
-        .as_array()
-        .ok_or("cargo metadata: no resolve graph")?
-        .iter()
-        .filter_map(|n| Some((at(n, "id").as_str()?, n)))
-        .collect();
-    let root = packages
-        .iter()
-        .find(|(_, p)| at(p, "name") == "palisade-server" && at(p, "source").is_null())
-        .map(|(id, _)| *id)
-        .ok_or("cargo metadata: palisade-server not found")?;
-
-    let is_proc_macro = |id: &str| {
-        packages.get(id).is_some_and(|p| {
-            at(p, "targets").as_array().is_some_and(|ts| {
-                ts.iter().any(|t| {
-                    at(t, "kind")
-                        .as_array()
-                        .is_some_and(|k| k.iter().any(|k| k == "proc-macro"))
-                })
-            })
-        })
-    };
-    // Normal edges only: dev-dependencies never reach the binary; build-dependencies run on the host.
-    let normal_deps = |id: &str| -> Vec<&str> {
-        nodes
-            .get(id)
-            .and_then(|n| at(n, "deps").as_array())
-            .map(|deps| {
-                deps.iter()
-                    .filter(|d| {
-                        at(d, "dep_kinds")
-                            .as_array()
-                            .is_some_and(|ks| ks.iter().any(|k| at(k, "kind").is_null()))
-                    })
-                    .filter_map(|d| at(d, "pkg").as_str())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let root = root.ok_or("cargo tree printed nothing")?;
+    let deps = |k: &Key| edges.get(k).cloned().unwrap_or_default();
 
     // Linked into the binary: reachable without passing through a procedural macro.
-    let mut runtime: BTreeSet<&str> = BTreeSet::new();
-    let mut macros: BTreeSet<&str> = BTreeSet::new();
-    let mut stack = vec![root];
-    while let Some(id) = stack.pop() {
-        for dep in normal_deps(id) {
-            if is_proc_macro(dep) {
-                macros.insert(dep);
-            } else if runtime.insert(dep) {
-                stack.push(dep);
+    let is_macro = |k: &Key| packages.get(k).is_some_and(|p| p.proc_macro);
+    let mut runtime: BTreeSet<Key> = BTreeSet::new();
+    let mut macros: BTreeSet<Key> = BTreeSet::new();
+    let mut todo = vec![root.clone()];
+    while let Some(k) = todo.pop() {
+        for d in deps(&k) {
+            if is_macro(&d) {
+                macros.insert(d);
+            } else if runtime.insert(d.clone()) {
+                todo.push(d);
             }
         }
     }
     // Compile time only: the macros and whatever they pull in that the binary does not link.
-    let mut build_time: BTreeSet<&str> = BTreeSet::new();
-    let mut stack: Vec<&str> = macros.iter().copied().collect();
-    while let Some(id) = stack.pop() {
-        if runtime.contains(id) || !build_time.insert(id) {
+    let mut build_time: BTreeSet<Key> = BTreeSet::new();
+    let mut todo: Vec<Key> = macros.into_iter().collect();
+    while let Some(k) = todo.pop() {
+        if runtime.contains(&k) || !build_time.insert(k.clone()) {
             continue;
         }
-        stack.extend(normal_deps(id));
+        todo.extend(deps(&k));
     }
 
-    let root_pkg = packages.get(root).ok_or("root package missing")?;
+    let checksums = lock_checksums(&lock)?;
     let mut components = Vec::new();
-    for (ids, scope) in [(&runtime, "required"), (&build_time, "excluded")] {
-        for id in ids.iter() {
-            if let Some(p) = packages.get(id) {
-                components.push(component(p, scope, &checksums));
+    for (keys, scope) in [(&runtime, "required"), (&build_time, "excluded")] {
+        for k in keys {
+            if let Some(p) = packages.get(k) {
+                components.push(component(p, Some(scope), &checksums));
             }
         }
     }
-    components.sort_by(|a, b| {
-        (at(a, "name").as_str(), at(a, "version").as_str())
-            .cmp(&(at(b, "name").as_str(), at(b, "version").as_str()))
-    });
-    let listed: BTreeSet<&str> = runtime.iter().chain(build_time.iter()).copied().collect();
+    components.sort_by_key(|c| c.get("bom-ref").and_then(Value::as_str).map(str::to_owned));
     let mut dependencies = Vec::new();
-    for id in std::iter::once(root).chain(listed.iter().copied()) {
-        let Some(p) = packages.get(id) else { continue };
-        let mut on: Vec<String> = normal_deps(id)
-            .into_iter()
-            .filter_map(|d| packages.get(d).map(|p| bom_ref(p)))
-            .collect();
-        on.sort();
-        on.dedup();
-        dependencies.push(json!({ "ref": bom_ref(p), "dependsOn": on }));
+    for k in std::iter::once(&root)
+        .chain(runtime.iter())
+        .chain(build_time.iter())
+    {
+        let on: Vec<String> = deps(k).iter().map(|(n, v)| purl(n, v)).collect();
+        dependencies.push(json!({ "ref": purl(&k.0, &k.1), "dependsOn": on }));
     }
-
-    let mut main_component = component(root_pkg, "required", &checksums);
+    let root_pkg = packages.get(&root).ok_or("root package missing")?;
+    let mut main_component = component(root_pkg, None, &checksums);
     if let Some(obj) = main_component.as_object_mut() {
         obj.insert("type".into(), json!("application"));
-        obj.remove("scope");
     }
     let bom = json!({
         "bomFormat": "CycloneDX",
@@ -191,8 +159,8 @@ fn main() -> BuildResult<()> {
             "tools": {
                 "components": [{
                     "type": "application",
-                    "name": "palisade-server build script (cargo metadata)",
-                    "version": at(root_pkg, "version"),
+                    "name": "palisade-server build script (cargo tree -e normal)",
+                    "version": root_pkg.version,
                 }]
             },
             "component": main_component,
@@ -208,6 +176,26 @@ fn main() -> BuildResult<()> {
         out_dir.join("sbom.cdx.json"),
         serde_json::to_string_pretty(&bom)?,
     )?;
+
+    let mut directives = vec![
+        format!("cargo::rerun-if-changed={}", lock.display()),
+        "cargo::rerun-if-changed=build.rs".to_owned(),
+        "cargo::rerun-if-env-changed=SOURCE_DATE_EPOCH".to_owned(),
+    ];
+    if let Some(ws) = lock.parent() {
+        directives.push(format!(
+            "cargo::rerun-if-changed={}",
+            ws.join("Cargo.toml").display()
+        ));
+    }
+    for p in packages.values() {
+        if let Some(dir) = &p.path {
+            directives.push(format!(
+                "cargo::rerun-if-changed={}",
+                Path::new(dir).join("Cargo.toml").display()
+            ));
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     for d in directives {
         writeln!(stdout, "{d}")?;
@@ -215,55 +203,79 @@ fn main() -> BuildResult<()> {
     Ok(())
 }
 
-fn bom_ref(p: &Value) -> String {
-    purl(p)
+/// Reads `name vX.Y.Z[ (path)][ (proc-macro)]\tlicence\trepository[ (*)]`.
+fn parse_package(line: &str) -> Option<Pkg> {
+    let mut cols = line.split('\t');
+    let p = cols.next()?.trim();
+    let licence = cols.next().unwrap_or_default().trim().to_owned();
+    let repository = cols
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches("(*)")
+        .trim()
+        .to_owned();
+    let proc_macro = p.contains("(proc-macro)");
+    let p = p
+        .replace("(proc-macro)", "")
+        .trim_end_matches("(*)")
+        .trim()
+        .to_owned();
+    let (name, rest) = p.split_once(" v")?;
+    let (version, path) = match rest.split_once(' ') {
+        Some((v, extra)) => {
+            let extra = extra.trim().trim_start_matches('(').trim_end_matches(')');
+            (
+                v.to_owned(),
+                extra.starts_with('/').then(|| extra.to_owned()),
+            )
+        }
+        None => (rest.to_owned(), None),
+    };
+    Some(Pkg {
+        name: name.to_owned(),
+        version,
+        path,
+        proc_macro,
+        licence,
+        repository,
+    })
 }
 
-fn purl(p: &Value) -> String {
-    format!(
-        "pkg:cargo/{}@{}",
-        at(p, "name").as_str().unwrap_or_default(),
-        at(p, "version").as_str().unwrap_or_default()
-    )
+fn purl(name: &str, version: &str) -> String {
+    format!("pkg:cargo/{name}@{version}")
 }
 
-fn component(p: &Value, scope: &str, checksums: &BTreeMap<(String, String), String>) -> Value {
-    let name = at(p, "name").as_str().unwrap_or_default();
-    let version = at(p, "version").as_str().unwrap_or_default();
+fn component(p: &Pkg, scope: Option<&str>, checksums: &BTreeMap<Key, String>) -> Value {
     let mut c = serde_json::Map::new();
     c.insert("type".into(), json!("library"));
-    c.insert("bom-ref".into(), json!(bom_ref(p)));
-    c.insert("name".into(), json!(name));
-    c.insert("version".into(), json!(version));
-    c.insert("scope".into(), json!(scope));
-    c.insert("purl".into(), json!(purl(p)));
-    if let Some(d) = at(p, "description").as_str() {
-        c.insert("description".into(), json!(d.trim()));
+    c.insert("bom-ref".into(), json!(purl(&p.name, &p.version)));
+    c.insert("name".into(), json!(p.name));
+    c.insert("version".into(), json!(p.version));
+    if let Some(s) = scope {
+        c.insert("scope".into(), json!(s));
     }
-    let licence = match (at(p, "license").as_str(), at(p, "license_file").as_str()) {
+    c.insert("purl".into(), json!(purl(&p.name, &p.version)));
+    let licence = if p.licence.is_empty() {
+        // A crate that ships only a licence file names no SPDX expression.
+        json!([{ "license": { "name": "NOASSERTION (see the crate's licence file)" } }])
+    } else {
         // Old manifests write `MIT/Apache-2.0`, which means `MIT OR Apache-2.0` in SPDX.
-        (Some(l), _) => json!([{ "expression": l.replace('/', " OR ") }]),
-        (None, Some(f)) => {
-            json!([{ "license": { "name": format!("see the crate's {}", file_name(f)) } }])
-        }
-        (None, None) => json!([{ "license": { "name": "NOASSERTION" } }]),
+        json!([{ "expression": p.licence.replace('/', " OR ") }])
     };
     c.insert("licenses".into(), licence);
-    if let Some(sum) = checksums.get(&(name.to_owned(), version.to_owned())) {
+    if let Some(sum) = checksums.get(&(p.name.clone(), p.version.clone())) {
         c.insert(
             "hashes".into(),
             json!([{ "alg": "SHA-256", "content": sum }]),
         );
     }
     let mut refs = Vec::new();
-    if let Some(r) = at(p, "repository").as_str() {
-        refs.push(json!({ "type": "vcs", "url": r }));
+    if !p.repository.is_empty() {
+        refs.push(json!({ "type": "vcs", "url": p.repository }));
     }
-    if at(p, "source")
-        .as_str()
-        .is_some_and(|s| s.starts_with("registry+"))
-    {
-        refs.push(json!({ "type": "distribution", "url": format!("https://crates.io/crates/{name}/{version}") }));
+    if p.path.is_none() {
+        refs.push(json!({ "type": "distribution", "url": format!("https://crates.io/crates/{}/{}", p.name, p.version) }));
     }
     if !refs.is_empty() {
         c.insert("externalReferences".into(), json!(refs));
@@ -271,15 +283,8 @@ fn component(p: &Value, scope: &str, checksums: &BTreeMap<(String, String), Stri
     Value::Object(c)
 }
 
-fn file_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_owned())
-}
-
 /// `(name, version) → checksum` from `Cargo.lock` (registry packages carry the `.crate`'s SHA-256).
-fn lock_checksums(lock: &Path) -> BuildResult<BTreeMap<(String, String), String>> {
+fn lock_checksums(lock: &Path) -> BuildResult<BTreeMap<Key, String>> {
     let text = std::fs::read_to_string(lock)?;
     let mut out = BTreeMap::new();
     for block in text.split("[[package]]") {

@@ -8,6 +8,9 @@
 //! | `member` | declared-resource capabilities ending in `read`, `list`, `create`, `update` (not field-level) |
 //! | `viewer` | declared-resource capabilities ending in `read`, `list` (not field-level) |
 //!
+//! `member` and `viewer` never hold `platform.*` or `trust.*` capabilities (the Trust Center's reports
+//! describe the deployment, not records).
+//!
 //! Every signed-in user also holds the self-service capabilities (`self.profile.read`,
 //! `self.session.revoke`), whatever its roles. Tenants add custom roles with inheritance on top of
 //! these (see [`crate::inherit`]); an unknown role name grants nothing.

@@ -338,12 +338,15 @@ async fn serve(settings: Settings) -> ExitCode {
     };
     let addr = listener.local_addr().unwrap_or(listen);
     let routes = app.state.routes().map_or(0, |r| r.entries().len());
+    let checks = app.state.trust().all();
+    let passing = checks.iter().filter(|r| r.passed).count();
     say(&format!(
-        "\n  Palisade {} is listening on http://{addr}\n  mode:      {}\n  database:  {db}\n  state:     {}\n  routes:    {routes}, capabilities: {}\n  owner:     {owner} (system_admin of the system tenant)\n\n  Next:  curl http://{addr}/health\n         curl http://{addr}/openapi.json\n         palisade config check   (what production would refuse)\n",
+        "\n  Palisade {} is listening on http://{addr}\n  mode:      {}\n  database:  {db}\n  state:     {}\n  routes:    {routes}, capabilities: {}\n  owner:     {owner} (system_admin of the system tenant)\n  trust:     {passing}/{} self-checks pass; posture at http://{addr}/trust\n\n  Next:  curl http://{addr}/health\n         curl http://{addr}/openapi.json\n         palisade config check   (what production would refuse)\n",
         env!("CARGO_PKG_VERSION"),
         mode.as_str(),
         app.state.settings().state.url,
         app.state.capabilities().len(),
+        checks.len(),
     ));
     // Retire keys whose tokens have all expired, and pick up rotations made by other instances.
     let keys = app.state.auth().tokens.keys().clone();

@@ -939,6 +939,12 @@ impl Settings {
             }
             _ => {}
         }
+        if prod && self.server.public_url.is_none() {
+            v.push(Verdict::warning(
+                "server.public_url",
+                "is not set: security.txt cannot state its Canonical address",
+            ));
+        }
         if let Some(p) = &self.trust.policy
             && !p.starts_with("https://")
         {
