@@ -70,6 +70,25 @@ pub async fn verify_all(
     Ok(out)
 }
 
+/// Verifies the chains of at most `max` tenants (the first by id), for the Trust Center's bounded
+/// self-check. Returns the reports and how many tenants there are.
+///
+/// # Errors
+/// The store's error.
+pub async fn verify_first(
+    app: &AppState,
+    max: usize,
+) -> Result<(Vec<(Tenant, ChainReport)>, usize), StoreError> {
+    let all = tenants(app, None).await?;
+    let total = all.len();
+    let mut out = Vec::new();
+    for (tenant, scope) in all.into_iter().take(max) {
+        let report = app.stores().audit.verify(&scope).await?;
+        out.push((tenant, report));
+    }
+    Ok((out, total))
+}
+
 /// Prunes entries older than `[audit] retention_days` from every chain. Returns the number pruned.
 ///
 /// # Errors

@@ -64,11 +64,15 @@ pub enum CheckId {
     NoPasswords,
     /// The embedded SBOM is well formed.
     Sbom,
+    /// The audit hash chain of every tenant (up to a bound) verifies.
+    AuditChain,
+    /// Rate limiting is on, and which backend takes the decisions.
+    RateLimit,
 }
 
 impl CheckId {
     /// Every check, in the order they run.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::AnonymousProbe,
         Self::SecurityHeaders,
         Self::SigningKey,
@@ -82,6 +86,8 @@ impl CheckId {
         Self::Features,
         Self::NoPasswords,
         Self::Sbom,
+        Self::AuditChain,
+        Self::RateLimit,
     ];
 
     /// The stable name used in JSON and on the page.
@@ -101,6 +107,8 @@ impl CheckId {
             Self::Features => "features",
             Self::NoPasswords => "no_passwords",
             Self::Sbom => "sbom",
+            Self::AuditChain => "audit_chain",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -170,6 +178,8 @@ pub async fn run_one(id: CheckId, app: &AppState, router: &Router) -> CheckResul
             CheckId::Features => features(app),
             CheckId::NoPasswords => no_passwords(app),
             CheckId::Sbom => sbom(),
+            CheckId::AuditChain => audit_chain(app).await,
+            CheckId::RateLimit => rate_limit(app),
         }
     };
     let o = tokio::time::timeout(CHECK_TIMEOUT, fut)
@@ -466,6 +476,77 @@ async fn database(app: &AppState) -> Outcome {
     )
 }
 
+/// At most this many tenants' chains are recomputed per run, so the check's cost stays bounded.
+const AUDIT_CHECK_MAX_TENANTS: usize = 50;
+
+async fn audit_chain(app: &AppState) -> Outcome {
+    match crate::audit_jobs::verify_first(app, AUDIT_CHECK_MAX_TENANTS).await {
+        Ok((reports, total)) => {
+            let broken: Vec<String> = reports
+                .iter()
+                .filter(|(_, r)| !r.valid)
+                .map(|(t, r)| {
+                    format!(
+                        "{} at seq {}",
+                        t.id,
+                        r.first_invalid_seq.unwrap_or_default()
+                    )
+                })
+                .collect();
+            let entries: u64 = reports.iter().map(|(_, r)| r.entries).sum();
+            let checked = reports.len();
+            outcome(
+                broken.is_empty(),
+                if broken.is_empty() {
+                    format!(
+                        "the audit hash chains of {checked} of {total} tenants verify ({entries} entries)"
+                    )
+                } else {
+                    format!(
+                        "{} of {checked} tenants' audit chains do not verify",
+                        broken.len()
+                    )
+                },
+                json!({ "tenants_checked": checked, "tenants": total, "entries": entries, "invalid": broken }),
+            )
+        }
+        Err(e) => outcome(
+            false,
+            "the audit chains could not be read",
+            json!({ "error": e.to_string() }),
+        ),
+    }
+}
+
+fn rate_limit(app: &AppState) -> Outcome {
+    let health = app.auth().state.limiter.health();
+    let enabled = app.settings().rate_limit.enabled;
+    let passed = enabled && !health.degraded;
+    let detail = if !enabled {
+        "rate limiting is turned off".to_owned()
+    } else if health.degraded {
+        format!(
+            "the {} limiter is unreachable: decisions fall back to per-instance limits",
+            health.backend
+        )
+    } else {
+        format!(
+            "requests are rate limited (GCRA) by the {} backend{}",
+            health.backend,
+            if health.backend == "memory" {
+                ", per instance"
+            } else {
+                ", shared across instances"
+            }
+        )
+    };
+    outcome(
+        passed,
+        detail,
+        json!({ "enabled": enabled, "backend": health.backend, "degraded": health.degraded }),
+    )
+}
+
 async fn shared_state(app: &AppState) -> Outcome {
     let health = &app.auth().state.health;
     let backend = health.backend();
@@ -669,9 +750,9 @@ pub fn features_of(app: &AppState) -> Vec<Feature> {
         ),
         f("metrics", true, "built in; metrics.allowed_ips"),
         f("trust_center", true, "built in"),
-        f("audit_log", false, not_built),
-        f("rate_limiting", false, not_built),
-        f("waf", false, not_built),
+        f("audit_log", true, "built in; [audit]"),
+        f("rate_limiting", s.rate_limit.enabled, "rate_limit.enabled"),
+        f("waf", s.waf.enabled, "waf.enabled"),
         f("api_keys", false, not_built),
         f("declared_resources", false, not_built),
         f("privacy_gdpr", false, not_built),

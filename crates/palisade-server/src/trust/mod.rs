@@ -120,7 +120,7 @@ pub struct Metrics {
     pub database_backend: &'static str,
     /// The shared-state backend: `memory` or `redis`.
     pub state_backend: &'static str,
-    /// The rate-limit backend, `null` while rate limiting is not built.
+    /// The rate-limit backend (`memory` or `redis`), `null` when rate limiting is off.
     pub rate_limit_backend: Option<&'static str>,
     /// `development` or `production`.
     pub mode: &'static str,
@@ -191,7 +191,10 @@ pub fn report(app: &AppState) -> TrustReport {
         secrets: checks::secrets_health(app),
         database_backend: app.stores().health.backend(),
         state_backend: app.auth().state.health.backend(),
-        rate_limit_backend: None,
+        rate_limit_backend: s
+            .rate_limit
+            .enabled
+            .then(|| app.auth().state.limiter.health().backend),
         mode: s.mode.as_str(),
         checks_passed: format!(
             "{}/{}",

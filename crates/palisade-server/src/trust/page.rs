@@ -159,8 +159,14 @@ pub fn render(report: &TrustReport, version: &str) -> String {
     tile(
         &mut out,
         "Rate-limit backend",
-        m.rate_limit_backend.unwrap_or("none"),
-        "rate limiting is not built yet",
+        m.rate_limit_backend.unwrap_or("off"),
+        if m.rate_limit_backend == Some("redis") {
+            "GCRA, shared across instances"
+        } else if m.rate_limit_backend.is_some() {
+            "GCRA, per instance"
+        } else {
+            "rate limiting is turned off"
+        },
     );
     tile(
         &mut out,

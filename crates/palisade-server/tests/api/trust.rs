@@ -54,6 +54,8 @@ async fn a_healthy_development_server_verifies_its_checked_claims(app: TestApp) 
         "ops.database",
         "ops.shared_state",
         "supply.sbom",
+        "audit.chain",
+        "ratelimit.backend",
     ] {
         assert_eq!(claims[id]["status"], "verified", "{id}: {}", claims[id]);
         assert!(claims[id]["evidence"]["at"].is_string(), "{id} has no time");
@@ -61,16 +63,6 @@ async fn a_healthy_development_server_verifies_its_checked_claims(app: TestApp) 
     // Honest about what development is not.
     assert_eq!(claims["ops.production_mode"]["status"], "failed");
     assert_eq!(claims["transport.tls"]["status"], "failed");
-    // Not built: says so, claims nothing.
-    for id in ["audit.chain", "ratelimit.backend"] {
-        assert_eq!(claims[id]["status"], "unverified");
-        assert!(
-            claims[id]["evidence"]["detail"]
-                .as_str()
-                .unwrap()
-                .contains("not built yet")
-        );
-    }
     let m = &report["metrics"];
     assert_eq!(
         m["registry"]["capabilities"].as_u64().unwrap() as usize,
@@ -84,7 +76,7 @@ async fn a_healthy_development_server_verifies_its_checked_claims(app: TestApp) 
     assert_eq!(m["secrets"]["percent"], 100);
     assert_eq!(m["state_backend"], "memory");
     assert!(["sqlite", "postgres"].contains(&m["database_backend"].as_str().unwrap()));
-    assert!(m["rate_limit_backend"].is_null());
+    assert_eq!(m["rate_limit_backend"], "memory");
     // SECURITY: no secret reaches the report.
     let text = report.to_string();
     assert!(
@@ -565,3 +557,41 @@ async fn the_self_checks_run_again_after_the_configured_interval() {
         "verified"
     );
 }
+
+async fn a_tampered_audit_chain_fails_its_claim(app: TestApp) {
+    // Something to audit, then a change behind the server's back (triggers dropped first).
+    let admin = app.system_admin().await;
+    let res = admin
+        .post(
+            "/v1/tenants",
+            &serde_json::json!({"name": "Chained", "slug": "chained"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    for sql in [
+        "DROP TRIGGER audit_log_no_update",
+        "DROP TRIGGER audit_log_no_update ON audit_log",
+    ] {
+        let _ = app.raw_sql(sql).await;
+    }
+    app.raw_sql("UPDATE audit_log SET actor = 'user:nobody'")
+        .await
+        .unwrap();
+    // A fresh instance on the same database runs its self-checks at start.
+    let sibling = app.spawn_sibling(|_| {}).await;
+    let report = report(&sibling).await;
+    let claims = claims_of(&report);
+    assert_eq!(
+        claims["audit.chain"]["status"], "failed",
+        "{}",
+        claims["audit.chain"]
+    );
+    assert!(
+        claims["audit.chain"]["evidence"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("do not verify")
+    );
+}
+
+each_backend!(a_tampered_audit_chain_fails_its_claim);
