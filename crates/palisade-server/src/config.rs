@@ -364,8 +364,11 @@ pub struct Settings {
     pub trust: TrustSettings,
     /// `[auth]`.
     pub auth: AuthSettings,
+    /// `[[resource]]`: the declared resources served at `/v1/{name}` (checked by [`Settings::verdicts`]).
+    #[serde(rename = "resource")]
+    pub resources: Vec<palisade_domain::resource::ResourceDecl>,
     /// Sections of the configuration contract that later features implement (rate limiting, OTP,
-    /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
+    /// webhooks, privacy). Accepted so one `palisade.toml` serves every version;
     /// `config check` warns that this build does not act on them yet.
     #[serde(flatten, serialize_with = "serialize_pending")]
     pub pending: std::collections::BTreeMap<String, serde_json::Value>,
@@ -386,6 +389,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             trust: TrustSettings::default(),
             auth: AuthSettings::default(),
+            resources: Vec::new(),
             pending: std::collections::BTreeMap::new(),
         }
     }
@@ -419,7 +423,6 @@ pub const PENDING_SECTIONS: &[&str] = &[
     "rate_limit",
     "webhooks",
     "privacy",
-    "resource",
     "oauth",
     "waf",
     "vault",
@@ -813,6 +816,9 @@ impl Settings {
                 "metrics.allowed_ips",
                 "allows every address; metrics reveal traffic patterns",
             ));
+        }
+        for p in palisade_domain::resource::check(&self.resources) {
+            v.push(Verdict::error(&p.setting, p.message));
         }
         for key in self.pending.keys() {
             if PENDING_SECTIONS.contains(&key.as_str()) {
