@@ -319,7 +319,10 @@ pub fn compile(decls: &[ResourceDecl]) -> Result<Vec<ResourceSchema>, Vec<DeclPr
         if RESERVED_NAMES.contains(&d.name.as_str()) {
             problem(
                 &setting,
-                format!("collides with the platform path /v1/{}; choose another name", d.name),
+                format!(
+                    "collides with the platform path /v1/{}; choose another name",
+                    d.name
+                ),
             );
         }
         if !seen.insert(d.name.as_str()) {
@@ -551,7 +554,10 @@ impl ResourceSchema {
     ///
     /// # Errors
     /// Every [`FieldIssue`], in field order.
-    pub fn validate(&self, doc: &Map<String, Value>) -> Result<Map<String, Value>, Vec<FieldIssue>> {
+    pub fn validate(
+        &self,
+        doc: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<FieldIssue>> {
         let mut issues = Vec::new();
         let mut out = Map::new();
         for key in doc.keys() {
@@ -645,11 +651,9 @@ impl FieldSchema {
             }
             (FieldType::Boolean, Value::Bool(b)) => Some(IndexValue::Text(b.to_string())),
             (FieldType::Timestamp, Value::String(s)) => {
-                let t = time::OffsetDateTime::parse(
-                    s,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()?;
+                let t =
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()?;
                 // Microseconds since the epoch: exact in an f64 for the next 285 years.
                 #[expect(
                     clippy::cast_precision_loss,
@@ -738,18 +742,22 @@ impl FieldSchema {
 
     fn check_text(&self, s: &str) -> Result<String, FieldIssue> {
         let name = &self.name;
-        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+        if s.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
             || (self.kind != FieldType::Text && s.chars().any(char::is_control))
         {
-            return Err(issue(name, "invalid_value", "must not contain control characters"));
+            return Err(issue(
+                name,
+                "invalid_value",
+                "must not contain control characters",
+            ));
         }
         match self.kind {
-            FieldType::Timestamp => time::OffsetDateTime::parse(
-                s,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(|_| s.to_owned())
-            .map_err(|_| issue(name, "invalid_timestamp", "must be an RFC 3339 date-time")),
+            FieldType::Timestamp => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map(|_| s.to_owned())
+                    .map_err(|_| issue(name, "invalid_timestamp", "must be an RFC 3339 date-time"))
+            }
             FieldType::Date => {
                 let fmt = time::macros::format_description!("[year]-[month]-[day]");
                 time::Date::parse(s, &fmt)
@@ -771,7 +779,11 @@ impl FieldSchema {
                 if ok {
                     Ok(s.to_owned())
                 } else {
-                    Err(issue(name, "invalid_phone", "must be an E.164 phone number"))
+                    Err(issue(
+                        name,
+                        "invalid_phone",
+                        "must be an E.164 phone number",
+                    ))
                 }
             }
             FieldType::Url => {
@@ -793,7 +805,11 @@ impl FieldSchema {
                 if self.values.iter().any(|v| v == s) {
                     Ok(s.to_owned())
                 } else {
-                    Err(issue(name, "invalid_value", "is not one of the declared values"))
+                    Err(issue(
+                        name,
+                        "invalid_value",
+                        "is not one of the declared values",
+                    ))
                 }
             }
             FieldType::Uuid | FieldType::Ref => uuid::Uuid::try_parse(s)
@@ -894,13 +910,34 @@ mod tests {
             .map(|p| format!("{}: {}", p.setting, p.message))
             .collect();
         let has = |needle: &str| text.iter().any(|t| t.contains(needle));
-        assert!(has("resource.customers.fields.a: has unknown type"), "{text:?}");
-        assert!(has("resource.customers.fields.b: has no `gdpr`"), "{text:?}");
-        assert!(has("resource.customers.fields.c: is an enum without"), "{text:?}");
-        assert!(has("resource.customers.fields.d: refers to `nowhere`"), "{text:?}");
-        assert!(has("resource.customers.fields.e: has a `pattern`"), "{text:?}");
-        assert!(has("resource.customers.fields.id: `id` is reserved"), "{text:?}");
-        assert!(has("resource.users: collides with the platform path"), "{text:?}");
+        assert!(
+            has("resource.customers.fields.a: has unknown type"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.customers.fields.b: has no `gdpr`"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.customers.fields.c: is an enum without"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.customers.fields.d: refers to `nowhere`"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.customers.fields.e: has a `pattern`"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.customers.fields.id: `id` is reserved"),
+            "{text:?}"
+        );
+        assert!(
+            has("resource.users: collides with the platform path"),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -926,9 +963,17 @@ mod tests {
         ]))
         .unwrap()
         .remove(0);
-        assert!(schema.validate(json!({"name": "abc"}).as_object().unwrap()).is_ok());
+        assert!(
+            schema
+                .validate(json!({"name": "abc"}).as_object().unwrap())
+                .is_ok()
+        );
         let errs = schema
-            .validate(json!({"name": "abcdef", "n": 9, "mail": "x", "zz": 1}).as_object().unwrap())
+            .validate(
+                json!({"name": "abcdef", "n": 9, "mail": "x", "zz": 1})
+                    .as_object()
+                    .unwrap(),
+            )
             .unwrap_err();
         let codes: Vec<_> = errs.iter().map(|e| (e.field.as_str(), e.code)).collect();
         assert!(codes.contains(&("zz", "unknown_field")));
@@ -963,8 +1008,17 @@ mod tests {
     fn strict_schema() -> ResourceSchema {
         let mut fields = Vec::new();
         for kind in [
-            "string", "text", "integer", "number", "boolean", "timestamp", "date", "email", "phone",
-            "url", "uuid",
+            "string",
+            "text",
+            "integer",
+            "number",
+            "boolean",
+            "timestamp",
+            "date",
+            "email",
+            "phone",
+            "url",
+            "uuid",
         ] {
             fields.push((kind, field(kind)));
         }

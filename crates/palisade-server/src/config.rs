@@ -419,14 +419,8 @@ fn serialize_pending<S: serde::Serializer>(
 }
 
 /// Sections later features implement; anything else unknown at the top level is an error.
-pub const PENDING_SECTIONS: &[&str] = &[
-    "rate_limit",
-    "webhooks",
-    "privacy",
-    "oauth",
-    "waf",
-    "vault",
-];
+pub const PENDING_SECTIONS: &[&str] =
+    &["rate_limit", "webhooks", "privacy", "oauth", "waf", "vault"];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Clone, Default)]

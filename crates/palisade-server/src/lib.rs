@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod resources;
 pub mod router;
 pub mod routes;
 pub mod state;

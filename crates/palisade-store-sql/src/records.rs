@@ -318,8 +318,22 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
             .take();
         let mut tx = begin_write::<D>(&self.pool).await?;
         D::execute(&mut tx, D::render(&insert)).await?;
-        claim_unique::<D>(&mut tx, scope, &record.resource, &record.id, &new.keys.unique).await?;
-        write_index::<D>(&mut tx, scope, &record.resource, &record.id, &new.keys.indexed).await?;
+        claim_unique::<D>(
+            &mut tx,
+            scope,
+            &record.resource,
+            &record.id,
+            &new.keys.unique,
+        )
+        .await?;
+        write_index::<D>(
+            &mut tx,
+            scope,
+            &record.resource,
+            &record.id,
+            &new.keys.indexed,
+        )
+        .await?;
         let ev = event("create", &record, None, Some(record.to_json()));
         crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
         commit::<D>(tx).await?;

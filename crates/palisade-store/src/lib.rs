@@ -32,8 +32,8 @@ pub use identity::{
     SigningKeyStatus, SigningKeyStore,
 };
 pub use records::{
-    FilterOp, IndexedValue, NewRecord, RECORD_VERSION, Record, RecordFilter, RecordKeys, RecordQuery,
-    RecordStore, Reservation, StoredResponse,
+    FilterOp, IndexedValue, NewRecord, RECORD_VERSION, Record, RecordFilter, RecordKeys,
+    RecordQuery, RecordStore, Reservation, StoredResponse,
 };
 pub use roles::{CustomRole, NewRole, ROLE_IN_USE, RolePatch, RoleStore};
 

@@ -217,7 +217,6 @@ pub trait RecordStore: Send + Sync {
     ) -> StoreResult<Record>;
 
     /// Restores a soft-deleted record, reclaiming its unique values. `NotFound` when it is not deleted.
-    #[expect(clippy::too_many_arguments, reason = "one write, every part named")]
     async fn restore_record(
         &self,
         scope: &TenantScope,

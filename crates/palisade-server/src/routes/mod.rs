@@ -26,6 +26,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = mfa::register(router);
     let router = tenants::register(router);
     let router = roles::register(router);
+    let router = crate::resources::register(router);
     users::register(router)
 }
 

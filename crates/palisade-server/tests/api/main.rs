@@ -17,6 +17,7 @@ mod isolation;
 mod mfa;
 mod pipeline;
 mod registry;
+mod resources;
 mod roles;
 mod tenants;
 mod users;
