@@ -996,3 +996,106 @@ async fn isolation_matrix_from_the_registry(app: TestApp) {
     }
     assert_eq!(table.len(), 7 * actors.len());
 }
+
+#[test]
+fn config_check_explains_every_declaration_mistake_with_resource_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("palisade.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[resource]]
+name = "users"
+[resource.fields]
+name = { type = "string", gdpr = "personal" }
+
+[[resource]]
+name = "orders"
+[resource.fields]
+total    = { type = "money", gdpr = "internal" }
+note     = { type = "string" }
+status   = { type = "enum", gdpr = "internal" }
+customer = { type = "ref", to = "clients", gdpr = "internal" }
+code     = { type = "string", pattern = "([a-z", gdpr = "internal" }
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "resource.users: collides with the platform path /v1/users",
+        "resource.orders.fields.total: has unknown type `money`",
+        "resource.orders.fields.note: has no `gdpr` class",
+        "resource.orders.fields.status: is an enum without `values`",
+        "resource.orders.fields.customer: refers to `clients`, which is not a declared resource",
+        "resource.orders.fields.code: has a `pattern` that is not a valid regular expression",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+
+    // An unknown key inside a field is refused with its path.
+    std::fs::write(
+        &file,
+        "[[resource]]\nname = \"orders\"\n[resource.fields]\ntotal = { type = \"number\", gdpr = \"internal\", colour = \"red\" }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("colour"), "{text}");
+}
+
+each_backend_with_resources!(declared_routes_are_documented_in_openapi_and_capabilities);
+
+async fn declared_routes_are_documented_in_openapi_and_capabilities(app: TestApp) {
+    let doc = json(app.anonymous().get("/openapi.json").await).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method, cap) in [
+        ("/v1/customers", "get", "customers.list"),
+        ("/v1/customers", "post", "customers.create"),
+        ("/v1/customers/{id}", "get", "customers.read"),
+        ("/v1/customers/{id}", "patch", "customers.update"),
+        ("/v1/customers/{id}", "delete", "customers.delete"),
+        ("/v1/customers/{id}/restore", "post", "customers.restore"),
+        ("/v1/customers/export", "get", "customers.export"),
+        ("/v1/notes/{id}", "get", "notes.read"),
+    ] {
+        assert_eq!(
+            paths[path][method]["x-palisade-capability"], cap,
+            "{method} {path}"
+        );
+    }
+    let admin = app.system_admin().await;
+    let caps = json(admin.get("/v1/capabilities").await).await.to_string();
+    for c in [
+        "customers.field.tax_id.read",
+        "customers.field.tax_id.write",
+        "notes.read_all",
+        "customers.export",
+    ] {
+        assert!(caps.contains(c), "{c}");
+    }
+    assert!(
+        !caps.contains("customers.read_all"),
+        "only owner-scoped resources have read_all"
+    );
+}
