@@ -3,11 +3,19 @@
 //! Serves exactly one route, `GET /health` -> `200 {"status":"ok"}` (`content-type: application/json`),
 //! on a bare axum router: no middleware, no state, no tracing. Everything else is axum's default 404/405.
 //!
+//! With `BARE_AXUM_SQLITE=<path to a Palisade SQLite file>` it also serves
+//! `GET /v1/{resource}/{id}` -> `200 <data>`: the row of Palisade's `records` table read with one bound
+//! query on a small pool, no authentication or tenant selection (the baseline of `bench/resources.sh`,
+//! which points it at the very row Palisade serves). The tenant id comes from `BARE_AXUM_TENANT`.
+//!
 //! Listen address: first argument, else `BARE_AXUM_LISTEN`, else `127.0.0.1:18081`.
 //! Stops on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
 use serde_json::{Value, json};
 
@@ -15,6 +23,31 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:18081";
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// The pool and tenant of the SQLite read route.
+#[derive(Clone)]
+struct Db {
+    pool: sqlx::SqlitePool,
+    tenant: String,
+}
+
+async fn read_record(State(db): State<Db>, Path((resource, id)): Path<(String, String)>) -> Response {
+    let row: Result<Option<(String,)>, _> = sqlx::query_as(
+        "SELECT data FROM records WHERE tenant_id = ? AND resource = ? AND id = ? AND deleted_at IS NULL",
+    )
+    .bind(&db.tenant)
+    .bind(&resource)
+    .bind(&id)
+    .fetch_optional(&db.pool)
+    .await;
+    match row {
+        Ok(Some((data,))) => {
+            ([("content-type", "application/json")], data).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -57,7 +90,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clippy::disallowed_methods,
         reason = "bench baseline: a bare axum router is the point of this binary"
     )]
-    let app = Router::new().route("/health", get(health));
+    let mut app = Router::new().route("/health", get(health));
+    if let Ok(path) = std::env::var("BARE_AXUM_SQLITE") {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        let tenant = std::env::var("BARE_AXUM_TENANT").unwrap_or_default();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "bench baseline: a bare axum router is the point of this binary"
+        )]
+        let records = Router::new()
+            .route("/v1/{resource}/{id}", get(read_record))
+            .with_state(Db { pool, tenant });
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "bench baseline: a bare axum router is the point of this binary"
+        )]
+        {
+            app = app.merge(records);
+        }
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     eprintln!("bare-axum listening on {}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -8,6 +8,7 @@
 pub mod canonical;
 pub mod ids;
 pub mod redact;
+pub mod resource;
 pub mod tenant;
 
 pub use ids::{TenantId, UserId};

@@ -97,7 +97,9 @@ async fn build_with(
     prepare_data_dir(&settings)?;
     let master = master_key(&settings)?;
     let stores = open_database(&settings, true).await?;
-    let capabilities = CapabilityRegistry::with_platform();
+    let mut capabilities = CapabilityRegistry::with_platform();
+    crate::resources::register_capabilities(&settings, &mut capabilities)
+        .map_err(BuildError::Config)?;
     let cursors = SignedToken::new(master.derive("palisade/cursor/v1"));
     let auth = auth_context(&settings, &stores, &master).await?;
     let authenticator = wrap_authenticator(Arc::new(BearerAuthenticator::new(auth.tokens.clone())));

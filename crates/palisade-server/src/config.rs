@@ -555,8 +555,11 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// `[waf]`.
     pub waf: WafSettings,
+    /// `[[resource]]`: the declared resources served at `/v1/{name}` (checked by [`Settings::verdicts`]).
+    #[serde(rename = "resource")]
+    pub resources: Vec<palisade_domain::resource::ResourceDecl>,
     /// Sections of the configuration contract that later features implement (rate limiting, OTP,
-    /// webhooks, privacy, declared resources). Accepted so one `palisade.toml` serves every version;
+    /// webhooks, privacy). Accepted so one `palisade.toml` serves every version;
     /// `config check` warns that this build does not act on them yet.
     #[serde(flatten, serialize_with = "serialize_pending")]
     pub pending: std::collections::BTreeMap<String, serde_json::Value>,
@@ -580,6 +583,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             rate_limit: RateLimitSettings::default(),
             waf: WafSettings::default(),
+            resources: Vec::new(),
             pending: std::collections::BTreeMap::new(),
         }
     }
@@ -609,7 +613,7 @@ fn serialize_pending<S: serde::Serializer>(
 }
 
 /// Sections later features implement; anything else unknown at the top level is an error.
-pub const PENDING_SECTIONS: &[&str] = &["webhooks", "privacy", "resource", "oauth", "vault"];
+pub const PENDING_SECTIONS: &[&str] = &["webhooks", "privacy", "oauth", "vault"];
 
 /// Command-line overrides, applied last.
 #[derive(Debug, Clone, Default)]
@@ -1029,6 +1033,9 @@ impl Settings {
             ));
         }
         self.judge_limits(&mut v);
+        for p in palisade_domain::resource::check(&self.resources) {
+            v.push(Verdict::error(&p.setting, p.message));
+        }
         for key in self.pending.keys() {
             if PENDING_SECTIONS.contains(&key.as_str()) {
                 v.push(Verdict::warning(

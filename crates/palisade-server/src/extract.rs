@@ -20,7 +20,8 @@ use crate::error::{ApiError, FieldError};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-fn is_json_content_type(parts_ct: Option<&axum::http::HeaderValue>) -> bool {
+/// Whether a `Content-Type` names JSON (or JSON Merge Patch).
+pub(crate) fn is_json_content_type(parts_ct: Option<&axum::http::HeaderValue>) -> bool {
     let Some(ct) = parts_ct.and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -175,6 +176,7 @@ where
     }
 }
 
+/// Whether a body read failed on the configured size limit.
 pub(crate) fn is_length_limit(e: &axum::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {

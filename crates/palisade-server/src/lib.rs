@@ -21,6 +21,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod resources;
 pub mod router;
 pub mod routes;
 pub mod security_stats;

@@ -238,6 +238,12 @@ impl SecureRouter {
         }
     }
 
+    /// The shared state the routes are built for (declared resources read their schemas from it).
+    #[must_use]
+    pub fn app(&self) -> &AppState {
+        &self.state
+    }
+
     method_fn!(get, MethodFilter::GET, Method::GET);
     method_fn!(post, MethodFilter::POST, Method::POST);
     method_fn!(put, MethodFilter::PUT, Method::PUT);

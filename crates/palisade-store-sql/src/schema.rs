@@ -167,3 +167,55 @@ pub(crate) enum AuditHeads {
     CheckpointHash,
     CheckpointSignature,
 }
+
+/// `records`: the documents of every declared resource.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum Records {
+    Table,
+    TenantId,
+    Resource,
+    Id,
+    OwnerId,
+    Data,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+    DeletedAt,
+}
+
+/// `record_fields`: the indexed values of filterable fields.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum RecordFields {
+    Table,
+    TenantId,
+    Resource,
+    RecordId,
+    Field,
+    TextValue,
+    NumValue,
+}
+
+/// `record_unique`: claimed values of unique fields.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum RecordUnique {
+    Table,
+    TenantId,
+    Resource,
+    Field,
+    ValueHash,
+    RecordId,
+}
+
+/// `idempotency_keys`: stored responses of idempotent creates.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum IdempotencyKeys {
+    Table,
+    TenantId,
+    Principal,
+    IdemKey,
+    BodyHash,
+    Status,
+    Headers,
+    Body,
+    CreatedAt,
+}

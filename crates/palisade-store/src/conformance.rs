@@ -19,7 +19,10 @@
 //!   revoked on reuse), token-version bumps, TOTP steps and recovery codes accepted once, tenant
 //!   scoping of every per-user operation, and cascades from a deleted user;
 //! - custom roles (the cases in `conformance/roles.rs`): tenant scoping, names unique per tenant
-//!   (`custom_roles.tenant_id_name`), pagination by name, and no delete of a role in use.
+//!   (`custom_roles.tenant_id_name`), pagination by name, and no delete of a role in use;
+//! - records of declared resources (`conformance/records.rs`): scoping, versions with one winner,
+//!   unique claims per tenant, filters, soft delete and restore, one audit entry per mutation, and
+//!   idempotency reservations with one winner.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -39,9 +42,11 @@ use crate::{
 
 mod audit;
 mod identity;
+mod records;
 mod roles;
 pub use audit::*;
 pub use identity::*;
+pub use records::*;
 pub use roles::*;
 
 /// A boxed run of one case, taking the stores by value so a runner can spawn it on a task (and
@@ -108,6 +113,8 @@ pub const CASES: &[Case] = &[
     case!(audit_queries_filter_and_page),
     case!(audit_retention_keeps_the_chain_verifiable),
     case!(platform_mutations_write_exactly_one_entry_each),
+    case!(records_are_scoped_versioned_and_audited),
+    case!(idempotency_reservations_have_one_winner),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -158,6 +165,8 @@ macro_rules! conformance_tests {
             audit_queries_filter_and_page,
             audit_retention_keeps_the_chain_verifiable,
             platform_mutations_write_exactly_one_entry_each,
+            records_are_scoped_versioned_and_audited,
+            idempotency_reservations_have_one_winner,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

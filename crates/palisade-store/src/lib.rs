@@ -20,6 +20,7 @@ pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
+pub mod records;
 pub mod roles;
 
 pub use audit::{
@@ -29,6 +30,10 @@ pub use identity::{
     MfaState, MfaStore, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey,
     OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
     SigningKeyStatus, SigningKeyStore,
+};
+pub use records::{
+    FilterOp, IndexedValue, NewRecord, RECORD_VERSION, Record, RecordFilter, RecordKeys,
+    RecordQuery, RecordStore, Reservation, StoredResponse,
 };
 pub use roles::{CustomRole, NewRole, ROLE_IN_USE, RolePatch, RoleStore};
 
@@ -297,6 +302,8 @@ pub struct Stores {
     pub mfa: std::sync::Arc<dyn MfaStore>,
     /// The audit trail (queries, verification, retention, security events).
     pub audit: std::sync::Arc<dyn AuditStore>,
+    /// Records of declared resources and their idempotency keys.
+    pub records: std::sync::Arc<dyn RecordStore>,
 }
 
 impl std::fmt::Debug for Stores {

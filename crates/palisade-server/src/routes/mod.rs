@@ -32,6 +32,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = audit::register(router);
     let router = trust::register(router);
     let router = security::register(router);
+    let router = crate::resources::register(router);
     users::register(router)
 }
 

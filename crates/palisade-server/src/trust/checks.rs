@@ -754,7 +754,11 @@ pub fn features_of(app: &AppState) -> Vec<Feature> {
         f("rate_limiting", s.rate_limit.enabled, "rate_limit.enabled"),
         f("waf", s.waf.enabled, "waf.enabled"),
         f("api_keys", false, not_built),
-        f("declared_resources", false, not_built),
+        f(
+            "declared_resources",
+            !s.resources.is_empty(),
+            "[[resource]] in palisade.toml",
+        ),
         f("privacy_gdpr", false, not_built),
         f("vault", false, not_built),
         f("webhooks", false, not_built),

@@ -106,7 +106,7 @@ fn log_failures(app: &AppState, results: &[CheckResult]) {
 pub struct Metrics {
     /// Route and capability counts from the registries.
     pub registry: RouteCounts,
-    /// Declared resources served (`[[resource]]`; not in this build yet, so 0).
+    /// Declared resources served (`[[resource]]`).
     pub resources: usize,
     /// Sign-in methods enabled.
     pub auth_methods: Vec<&'static str>,
@@ -180,7 +180,7 @@ pub fn report(app: &AppState) -> TrustReport {
     auth_methods.push("totp");
     let metrics = Metrics {
         registry: checks::route_counts(app),
-        resources: 0,
+        resources: s.resources.len(),
         auth_methods,
         features_enabled: format!(
             "{}/{}",

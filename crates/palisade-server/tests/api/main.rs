@@ -19,6 +19,7 @@ mod limits;
 mod mfa;
 mod pipeline;
 mod registry;
+mod resources;
 mod roles;
 mod tenants;
 mod trust;

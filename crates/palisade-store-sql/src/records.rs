@@ -1,0 +1,727 @@
+//! [`RecordStore`] for every dialect: each statement is built once with sea-query.
+//!
+//! Invariants:
+//! - SECURITY: every statement filters by `tenant_id = scope.tenant_id()` and the resource name (and
+//!   the owner when given). Filters compare indexed values (`record_fields`) with bound parameters
+//!   inside an `id IN (SELECT record_id …)` subquery that carries the same tenant and resource filter.
+//! - Every mutation runs in one write transaction: lock the record (`FOR UPDATE` on PostgreSQL,
+//!   `BEGIN IMMEDIATE` on SQLite), check the version, write, maintain `record_unique` and
+//!   `record_fields`, append the audit entry, commit. Any failure rolls all of it back.
+//! - Unique clashes surface as `Conflict { constraint: "<resource>.<field>" }`; stale versions as
+//!   `Conflict { constraint: RECORD_VERSION }`.
+//! - Idempotency keys are reserved in their own write transaction before the create runs; a
+//!   concurrent reservation of the same key loses on the primary key and reads the winner's row.
+
+use async_trait::async_trait;
+use palisade_authz::TenantScope;
+use palisade_store::audit::{AuditEvent, AuditMeta};
+use palisade_store::{
+    FilterOp, IndexedValue, NewRecord, Page, PageRequest, RECORD_VERSION, Record, RecordFilter,
+    RecordKeys, RecordQuery, RecordStore, Reservation, StoreError, StoreResult, StoredResponse,
+};
+use sea_query::{Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement, SimpleExpr};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{fetch_size, from_micros, into_page, now, opt_from_micros, to_micros};
+use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
+use crate::schema::{IdempotencyKeys, RecordFields, RecordUnique, Records, col};
+
+/// Output name of `COUNT(*)`.
+const COUNT: &str = "n";
+
+/// Records over one dialect's pool.
+pub(crate) struct SqlRecordStore<D: Dialect> {
+    pool: sqlx::Pool<D::DB>,
+}
+
+impl<D: Dialect> SqlRecordStore<D> {
+    /// A store over `pool`.
+    pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
+        Self { pool }
+    }
+}
+
+fn tenant_of(scope: &TenantScope) -> String {
+    scope.tenant_id().to_string()
+}
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Internal(Box::new(e))
+}
+
+/// Which records a statement may touch: the scope's tenant, the resource, and the owner when given.
+fn scoped(scope: &TenantScope, resource: &str, owner: Option<&str>) -> SelectStatement {
+    Query::select()
+        .columns([
+            Records::Id,
+            Records::Resource,
+            Records::OwnerId,
+            Records::Data,
+            Records::Version,
+            Records::CreatedAt,
+            Records::UpdatedAt,
+            Records::DeletedAt,
+        ])
+        .from(Records::Table)
+        .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(Records::Resource).eq(resource))
+        .and_where_option(owner.map(|o| Expr::col(Records::OwnerId).eq(o)))
+        .take()
+}
+
+fn decode<D: Exec>(row: &DbRow<D>) -> StoreResult<Record> {
+    let data: Value = serde_json::from_str(&D::text(row, col(Records::Data))?)
+        .map_err(|_| StoreError::internal("stored records.data does not decode"))?;
+    let Value::Object(data) = data else {
+        return Err(StoreError::internal("stored records.data is not an object"));
+    };
+    Ok(Record {
+        id: D::text(row, col(Records::Id))?,
+        resource: D::text(row, col(Records::Resource))?,
+        owner_id: D::text(row, col(Records::OwnerId))?,
+        data,
+        version: D::int(row, col(Records::Version))?,
+        created_at: from_micros(D::int(row, col(Records::CreatedAt))?)?,
+        updated_at: from_micros(D::int(row, col(Records::UpdatedAt))?)?,
+        deleted_at: opt_from_micros(D::opt_int(row, col(Records::DeletedAt))?)?,
+    })
+}
+
+/// The record, locked for the rest of the transaction; `deleted` picks live or soft-deleted ones.
+async fn load_locked<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+    owner: Option<&str>,
+    deleted: bool,
+) -> StoreResult<Option<Record>> {
+    let stmt = scoped(scope, resource, owner)
+        .and_where(Expr::col(Records::Id).eq(id))
+        .and_where(if deleted {
+            Expr::col(Records::DeletedAt).is_not_null()
+        } else {
+            Expr::col(Records::DeletedAt).is_null()
+        })
+        .lock(LockType::Update)
+        .take();
+    D::fetch_optional(conn, D::render(&stmt))
+        .await?
+        .as_ref()
+        .map(decode::<D>)
+        .transpose()
+}
+
+fn value_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Claims the unique values of a record; a clash names the field.
+async fn claim_unique<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+    unique: &[(String, String)],
+) -> StoreResult<()> {
+    for (field, key) in unique {
+        let stmt = Query::insert()
+            .into_table(RecordUnique::Table)
+            .columns([
+                RecordUnique::TenantId,
+                RecordUnique::Resource,
+                RecordUnique::Field,
+                RecordUnique::ValueHash,
+                RecordUnique::RecordId,
+            ])
+            .values([
+                tenant_of(scope).into(),
+                resource.into(),
+                field.as_str().into(),
+                value_hash(key).into(),
+                id.into(),
+            ])
+            .map_err(internal)?
+            .take();
+        match D::execute(conn, D::render(&stmt)).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(StoreError::Conflict {
+                    constraint: format!("{resource}.{field}"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn release_unique<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+) -> StoreResult<()> {
+    let stmt = Query::delete()
+        .from_table(RecordUnique::Table)
+        .and_where(Expr::col(RecordUnique::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(RecordUnique::Resource).eq(resource))
+        .and_where(Expr::col(RecordUnique::RecordId).eq(id))
+        .take();
+    D::execute(conn, D::render(&stmt)).await.map(|_| ())
+}
+
+/// Replaces the indexed values of a record.
+async fn write_index<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+    indexed: &[(String, IndexedValue)],
+) -> StoreResult<()> {
+    let clear = Query::delete()
+        .from_table(RecordFields::Table)
+        .and_where(Expr::col(RecordFields::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(RecordFields::Resource).eq(resource))
+        .and_where(Expr::col(RecordFields::RecordId).eq(id))
+        .take();
+    D::execute(conn, D::render(&clear)).await?;
+    for (field, value) in indexed {
+        let (text, num): (Option<String>, Option<f64>) = match value {
+            IndexedValue::Text(t) => (Some(t.clone()), None),
+            IndexedValue::Num(n) => (None, Some(*n)),
+        };
+        let stmt = Query::insert()
+            .into_table(RecordFields::Table)
+            .columns([
+                RecordFields::TenantId,
+                RecordFields::Resource,
+                RecordFields::RecordId,
+                RecordFields::Field,
+                RecordFields::TextValue,
+                RecordFields::NumValue,
+            ])
+            .values([
+                tenant_of(scope).into(),
+                resource.into(),
+                id.into(),
+                field.as_str().into(),
+                text.into(),
+                num.into(),
+            ])
+            .map_err(internal)?
+            .take();
+        D::execute(conn, D::render(&stmt)).await?;
+    }
+    Ok(())
+}
+
+fn data_text(data: &Map<String, Value>) -> StoreResult<String> {
+    serde_json::to_string(data).map_err(internal)
+}
+
+fn event(action: &str, record: &Record, old: Option<Value>, new: Option<Value>) -> AuditEvent {
+    AuditEvent {
+        action: format!("{}.{action}", record.resource),
+        resource: record.resource.clone(),
+        record_id: Some(record.id.clone()),
+        old,
+        new,
+    }
+}
+
+/// One filter as a condition on `records.id`.
+fn filter_expr(scope: &TenantScope, resource: &str, f: &RecordFilter) -> SimpleExpr {
+    let column = |v: &IndexedValue| match v {
+        IndexedValue::Text(_) => RecordFields::TextValue,
+        IndexedValue::Num(_) => RecordFields::NumValue,
+    };
+    let bind = |v: &IndexedValue| -> sea_query::Value {
+        match v {
+            IndexedValue::Text(t) => t.clone().into(),
+            IndexedValue::Num(n) => (*n).into(),
+        }
+    };
+    let cond = match (f.op, f.values.first()) {
+        (_, None) => Expr::val(1).eq(0),
+        (FilterOp::In, Some(first)) => {
+            Expr::col(column(first)).is_in(f.values.iter().map(bind).collect::<Vec<_>>())
+        }
+        (op, Some(v)) => {
+            let c = Expr::col(column(v));
+            let v = bind(v);
+            match op {
+                FilterOp::Eq | FilterOp::In => c.eq(v),
+                FilterOp::Ne => c.ne(v),
+                FilterOp::Gt => c.gt(v),
+                FilterOp::Gte => c.gte(v),
+                FilterOp::Lt => c.lt(v),
+                FilterOp::Lte => c.lte(v),
+            }
+        }
+    };
+    let sub = Query::select()
+        .column(RecordFields::RecordId)
+        .from(RecordFields::Table)
+        .and_where(Expr::col(RecordFields::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(RecordFields::Resource).eq(resource))
+        .and_where(Expr::col(RecordFields::Field).eq(f.field.as_str()))
+        .and_where(cond)
+        .take();
+    Expr::col((Records::Table, Records::Id)).in_subquery(sub)
+}
+
+#[async_trait]
+impl<D: Exec> RecordStore for SqlRecordStore<D> {
+    async fn create_record(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        new: NewRecord,
+    ) -> StoreResult<Record> {
+        let at = now()?;
+        let micros = to_micros(at)?;
+        let record = Record {
+            id: uuid::Uuid::now_v7().to_string(),
+            resource: new.resource,
+            owner_id: new.owner_id,
+            data: new.data,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        };
+        let insert = Query::insert()
+            .into_table(Records::Table)
+            .columns([
+                Records::TenantId,
+                Records::Resource,
+                Records::Id,
+                Records::OwnerId,
+                Records::Data,
+                Records::Version,
+                Records::CreatedAt,
+                Records::UpdatedAt,
+            ])
+            .values([
+                tenant_of(scope).into(),
+                record.resource.as_str().into(),
+                record.id.as_str().into(),
+                record.owner_id.as_str().into(),
+                data_text(&record.data)?.into(),
+                1i64.into(),
+                micros.into(),
+                micros.into(),
+            ])
+            .map_err(internal)?
+            .take();
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        D::execute(&mut tx, D::render(&insert)).await?;
+        claim_unique::<D>(
+            &mut tx,
+            scope,
+            &record.resource,
+            &record.id,
+            &new.keys.unique,
+        )
+        .await?;
+        write_index::<D>(
+            &mut tx,
+            scope,
+            &record.resource,
+            &record.id,
+            &new.keys.indexed,
+        )
+        .await?;
+        let ev = event("create", &record, None, Some(record.to_json()));
+        crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        commit::<D>(tx).await?;
+        Ok(record)
+    }
+
+    async fn get_record(
+        &self,
+        scope: &TenantScope,
+        resource: &str,
+        id: &str,
+        owner: Option<&str>,
+    ) -> StoreResult<Option<Record>> {
+        let stmt = scoped(scope, resource, owner)
+            .and_where(Expr::col(Records::Id).eq(id))
+            .and_where(Expr::col(Records::DeletedAt).is_null())
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::fetch_optional(&mut conn, D::render(&stmt))
+            .await?
+            .as_ref()
+            .map(decode::<D>)
+            .transpose()
+    }
+
+    async fn list_records(
+        &self,
+        scope: &TenantScope,
+        resource: &str,
+        query: &RecordQuery,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Record>> {
+        let mut stmt = scoped(scope, resource, query.owner.as_deref())
+            .and_where(Expr::col(Records::DeletedAt).is_null())
+            .and_where_option(
+                page.after
+                    .as_deref()
+                    .map(|after| Expr::col(Records::Id).gt(after)),
+            )
+            .order_by(Records::Id, Order::Asc)
+            .limit(fetch_size(page))
+            .take();
+        for f in &query.filters {
+            stmt.and_where(filter_expr(scope, resource, f));
+        }
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let items = D::fetch_all(&mut conn, D::render(&stmt))
+            .await?
+            .iter()
+            .map(decode::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, page, |r| r.id.clone()))
+    }
+
+    async fn update_record(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        id: &str,
+        owner: Option<&str>,
+        expected_version: i64,
+        data: Map<String, Value>,
+        keys: RecordKeys,
+    ) -> StoreResult<Record> {
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = load_locked::<D>(&mut tx, scope, resource, id, owner, false)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if old.version != expected_version {
+            return Err(StoreError::Conflict {
+                constraint: RECORD_VERSION.to_owned(),
+            });
+        }
+        let at = now()?;
+        let new = Record {
+            data,
+            version: old.version + 1,
+            updated_at: at,
+            ..old.clone()
+        };
+        let update = Query::update()
+            .table(Records::Table)
+            .values([
+                (Records::Data, data_text(&new.data)?.into()),
+                (Records::Version, new.version.into()),
+                (Records::UpdatedAt, to_micros(at)?.into()),
+            ])
+            .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(Records::Resource).eq(resource))
+            .and_where(Expr::col(Records::Id).eq(id))
+            .and_where(Expr::col(Records::Version).eq(expected_version))
+            .and_where(Expr::col(Records::DeletedAt).is_null())
+            .take();
+        // SECURITY: the version condition makes the write itself the arbiter, whatever the lock did.
+        if D::execute(&mut tx, D::render(&update)).await? != 1 {
+            return Err(StoreError::Conflict {
+                constraint: RECORD_VERSION.to_owned(),
+            });
+        }
+        release_unique::<D>(&mut tx, scope, resource, id).await?;
+        claim_unique::<D>(&mut tx, scope, resource, id, &keys.unique).await?;
+        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed).await?;
+        let ev = event("update", &new, Some(old.to_json()), Some(new.to_json()));
+        crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        commit::<D>(tx).await?;
+        Ok(new)
+    }
+
+    async fn delete_record(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        id: &str,
+        owner: Option<&str>,
+        expected_version: i64,
+    ) -> StoreResult<Record> {
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = load_locked::<D>(&mut tx, scope, resource, id, owner, false)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if old.version != expected_version {
+            return Err(StoreError::Conflict {
+                constraint: RECORD_VERSION.to_owned(),
+            });
+        }
+        let at = now()?;
+        let update = Query::update()
+            .table(Records::Table)
+            .values([
+                (Records::DeletedAt, to_micros(at)?.into()),
+                (Records::Version, (old.version + 1).into()),
+            ])
+            .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(Records::Resource).eq(resource))
+            .and_where(Expr::col(Records::Id).eq(id))
+            .and_where(Expr::col(Records::Version).eq(expected_version))
+            .and_where(Expr::col(Records::DeletedAt).is_null())
+            .take();
+        if D::execute(&mut tx, D::render(&update)).await? != 1 {
+            return Err(StoreError::Conflict {
+                constraint: RECORD_VERSION.to_owned(),
+            });
+        }
+        release_unique::<D>(&mut tx, scope, resource, id).await?;
+        let ev = event("delete", &old, Some(old.to_json()), None);
+        crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        commit::<D>(tx).await?;
+        Ok(Record {
+            version: old.version + 1,
+            deleted_at: Some(at),
+            ..old
+        })
+    }
+
+    async fn restore_record(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        id: &str,
+        owner: Option<&str>,
+        keys_of: &(dyn for<'m> Fn(&'m Map<String, Value>) -> RecordKeys + Send + Sync),
+    ) -> StoreResult<Record> {
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let old = load_locked::<D>(&mut tx, scope, resource, id, owner, true)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let at = now()?;
+        let new = Record {
+            version: old.version + 1,
+            updated_at: at,
+            deleted_at: None,
+            ..old.clone()
+        };
+        let update = Query::update()
+            .table(Records::Table)
+            .values([
+                (Records::DeletedAt, Option::<i64>::None.into()),
+                (Records::Version, new.version.into()),
+                (Records::UpdatedAt, to_micros(at)?.into()),
+            ])
+            .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(Records::Resource).eq(resource))
+            .and_where(Expr::col(Records::Id).eq(id))
+            .and_where(Expr::col(Records::Version).eq(old.version))
+            .take();
+        if D::execute(&mut tx, D::render(&update)).await? != 1 {
+            return Err(StoreError::Conflict {
+                constraint: RECORD_VERSION.to_owned(),
+            });
+        }
+        let keys = keys_of(&new.data);
+        claim_unique::<D>(&mut tx, scope, resource, id, &keys.unique).await?;
+        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed).await?;
+        let ev = event("restore", &new, Some(old.to_json()), Some(new.to_json()));
+        crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        commit::<D>(tx).await?;
+        Ok(new)
+    }
+
+    async fn count_records(
+        &self,
+        scope: &TenantScope,
+        resource: &str,
+        include_deleted: bool,
+    ) -> StoreResult<u64> {
+        let mut stmt = Query::select()
+            .expr_as(Func::count(Expr::col(Records::Id)), COUNT)
+            .from(Records::Table)
+            .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(Records::Resource).eq(resource))
+            .take();
+        if !include_deleted {
+            stmt.and_where(Expr::col(Records::DeletedAt).is_null());
+        }
+        let mut conn = acquire::<D>(&self.pool).await?;
+        let row = D::fetch_optional(&mut conn, D::render(&stmt))
+            .await?
+            .ok_or_else(|| StoreError::internal("COUNT returned no row"))?;
+        u64::try_from(D::int(&row, COUNT)?).map_err(internal)
+    }
+
+    async fn reserve_idempotency(
+        &self,
+        scope: &TenantScope,
+        principal: &str,
+        key: &str,
+        body_hash: &str,
+        ttl: time::Duration,
+    ) -> StoreResult<Reservation> {
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let existing = read_key::<D>(&mut tx, scope, principal, key, true).await?;
+        let now_us = to_micros(now()?)?;
+        let ttl_us = i64::try_from(ttl.whole_microseconds()).unwrap_or(i64::MAX);
+        if let Some(row) = existing {
+            if row.created_at.saturating_add(ttl_us) > now_us {
+                return Ok(row.decide(body_hash));
+            }
+            let expired = delete_key(scope, principal, key);
+            D::execute(&mut tx, D::render(&expired)).await?;
+        }
+        let insert = Query::insert()
+            .into_table(IdempotencyKeys::Table)
+            .columns([
+                IdempotencyKeys::TenantId,
+                IdempotencyKeys::Principal,
+                IdempotencyKeys::IdemKey,
+                IdempotencyKeys::BodyHash,
+                IdempotencyKeys::CreatedAt,
+            ])
+            .values([
+                tenant_of(scope).into(),
+                principal.into(),
+                key.into(),
+                body_hash.into(),
+                now_us.into(),
+            ])
+            .map_err(internal)?
+            .take();
+        match D::execute(&mut tx, D::render(&insert)).await {
+            Ok(_) => {
+                commit::<D>(tx).await?;
+                Ok(Reservation::Reserved)
+            }
+            // A concurrent request reserved the key first (PostgreSQL: no row to lock yet). Its row
+            // decides, read after this transaction rolls back.
+            Err(StoreError::Conflict { .. }) => {
+                drop(tx);
+                let mut conn = acquire::<D>(&self.pool).await?;
+                Ok(read_key::<D>(&mut conn, scope, principal, key, false)
+                    .await?
+                    .map_or(Reservation::InProgress, |row| row.decide(body_hash)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn complete_idempotency(
+        &self,
+        scope: &TenantScope,
+        principal: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> StoreResult<()> {
+        let headers = serde_json::to_string(&response.headers).map_err(internal)?;
+        let stmt = Query::update()
+            .table(IdempotencyKeys::Table)
+            .values([
+                (IdempotencyKeys::Status, i64::from(response.status).into()),
+                (IdempotencyKeys::Headers, headers.into()),
+                (IdempotencyKeys::Body, response.body.clone().into()),
+            ])
+            .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(IdempotencyKeys::Principal).eq(principal))
+            .and_where(Expr::col(IdempotencyKeys::IdemKey).eq(key))
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::execute(&mut conn, D::render(&stmt)).await.map(|_| ())
+    }
+
+    async fn release_idempotency(
+        &self,
+        scope: &TenantScope,
+        principal: &str,
+        key: &str,
+    ) -> StoreResult<()> {
+        let stmt = delete_key(scope, principal, key)
+            .and_where(Expr::col(IdempotencyKeys::Status).is_null())
+            .take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        D::execute(&mut conn, D::render(&stmt)).await.map(|_| ())
+    }
+}
+
+fn delete_key(scope: &TenantScope, principal: &str, key: &str) -> sea_query::DeleteStatement {
+    Query::delete()
+        .from_table(IdempotencyKeys::Table)
+        .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(IdempotencyKeys::Principal).eq(principal))
+        .and_where(Expr::col(IdempotencyKeys::IdemKey).eq(key))
+        .take()
+}
+
+/// A stored idempotency row.
+struct KeyRow {
+    body_hash: String,
+    created_at: i64,
+    response: Option<StoredResponse>,
+}
+
+impl KeyRow {
+    fn decide(self, body_hash: &str) -> Reservation {
+        if self.body_hash != body_hash {
+            return Reservation::KeyReused;
+        }
+        match self.response {
+            Some(r) => Reservation::Replay(r),
+            None => Reservation::InProgress,
+        }
+    }
+}
+
+async fn read_key<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    principal: &str,
+    key: &str,
+    lock: bool,
+) -> StoreResult<Option<KeyRow>> {
+    let mut stmt = Query::select()
+        .columns([
+            IdempotencyKeys::BodyHash,
+            IdempotencyKeys::Status,
+            IdempotencyKeys::Headers,
+            IdempotencyKeys::Body,
+            IdempotencyKeys::CreatedAt,
+        ])
+        .from(IdempotencyKeys::Table)
+        .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
+        .and_where(Expr::col(IdempotencyKeys::Principal).eq(principal))
+        .and_where(Expr::col(IdempotencyKeys::IdemKey).eq(key))
+        .take();
+    if lock {
+        stmt.lock(LockType::Update);
+    }
+    let Some(row) = D::fetch_optional(conn, D::render(&stmt)).await? else {
+        return Ok(None);
+    };
+    let status = D::opt_int(&row, col(IdempotencyKeys::Status))?;
+    let response = match status {
+        None => None,
+        Some(status) => {
+            let headers: Vec<(String, String)> = serde_json::from_str(
+                &D::opt_text(&row, col(IdempotencyKeys::Headers))?.unwrap_or_default(),
+            )
+            .map_err(|_| StoreError::internal("stored idempotency_keys.headers does not decode"))?;
+            Some(StoredResponse {
+                status: u16::try_from(status).map_err(internal)?,
+                headers,
+                body: D::opt_text(&row, col(IdempotencyKeys::Body))?.unwrap_or_default(),
+            })
+        }
+    };
+    Ok(Some(KeyRow {
+        body_hash: D::text(&row, col(IdempotencyKeys::BodyHash))?,
+        created_at: D::int(&row, col(IdempotencyKeys::CreatedAt))?,
+        response,
+    }))
+}
