@@ -392,3 +392,153 @@ async fn postgres_audit_tampering_is_refused_then_detected() {
 fn audit_meta() -> palisade_store::AuditMeta {
     palisade_store::AuditMeta::system("conformance")
 }
+
+/// A failing audit append rolls the record mutation back: nothing of the create, update or delete
+/// survives (records, unique claims, indexed values), on both backends. The failure is injected with a
+/// trigger that refuses every insert into `audit_log`.
+async fn a_failing_audit_append_rolls_the_record_back(
+    backend: &Backend,
+    refuse: &[&str],
+    allow: &[&str],
+) {
+    use palisade_store::audit::AuditMeta;
+    use palisade_store::{IndexedValue, NewRecord, RecordKeys};
+    let stores = backend.stores();
+    let system = SystemScope::internal(InternalRole::Bootstrap);
+    let root = stores
+        .tenants
+        .create_system_tenant(
+            &system,
+            Slug::parse("root").unwrap(),
+            "Root".to_owned(),
+            &AuditMeta::system("test"),
+        )
+        .await
+        .unwrap();
+    let scope = system.tenant_scope(root.to_ref());
+    let meta = AuditMeta::system("test");
+    let new = |code: &str| {
+        let data: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({ "code": code })).unwrap();
+        NewRecord {
+            resource: "things".into(),
+            owner_id: "user:t".into(),
+            keys: RecordKeys {
+                unique: vec![("code".into(), code.into())],
+                indexed: vec![("code".into(), IndexedValue::Text(code.into()))],
+            },
+            data,
+        }
+    };
+    let kept = stores
+        .records
+        .create_record(&scope, &meta, new("a"))
+        .await
+        .unwrap();
+    for sql in refuse {
+        backend.execute_raw_for_tests(sql).await.unwrap();
+    }
+    assert!(
+        stores
+            .records
+            .create_record(&scope, &meta, new("b"))
+            .await
+            .is_err()
+    );
+    let changed = new("c");
+    assert!(
+        stores
+            .records
+            .update_record(
+                &scope,
+                &meta,
+                "things",
+                &kept.id,
+                None,
+                1,
+                changed.data,
+                changed.keys
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        stores
+            .records
+            .delete_record(&scope, &meta, "things", &kept.id, None, 1)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        stores
+            .records
+            .count_records(&scope, "things", true)
+            .await
+            .unwrap(),
+        1
+    );
+    let still = stores
+        .records
+        .get_record(&scope, "things", &kept.id, None)
+        .await
+        .unwrap()
+        .unwrap(); // the record survives, unchanged
+    assert_eq!(still, kept);
+    for sql in allow {
+        backend.execute_raw_for_tests(sql).await.unwrap();
+    }
+    // The refused create left no unique claim behind; the refused update left "a" claimed.
+    stores
+        .records
+        .create_record(&scope, &meta, new("b"))
+        .await
+        .unwrap();
+    stores
+        .records
+        .create_record(&scope, &meta, new("c"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        stores.records.create_record(&scope, &meta, new("a")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(stores.audit.verify(&scope).await.unwrap().valid);
+}
+
+#[tokio::test]
+async fn sqlite_a_failing_audit_append_rolls_the_record_back() {
+    let (backend, _dir) = sqlite_backend().await;
+    a_failing_audit_append_rolls_the_record_back(
+        &backend,
+        &["CREATE TRIGGER audit_inject BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'injected'); END"],
+        &["DROP TRIGGER audit_inject"],
+    )
+    .await;
+    backend.close().await;
+}
+
+#[tokio::test]
+async fn postgres_a_failing_audit_append_rolls_the_record_back() {
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (backend, schema) = pg_backend(&admin_url).await;
+    let outcome = tokio::spawn({
+        let backend = backend.clone();
+        async move {
+            a_failing_audit_append_rolls_the_record_back(
+                &backend,
+                &[
+                    "CREATE FUNCTION audit_inject() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$",
+                    "CREATE TRIGGER audit_inject BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_inject()",
+                ],
+                &["DROP TRIGGER audit_inject ON audit_log"],
+            )
+            .await;
+        }
+    })
+    .await;
+    backend.close().await;
+    drop_test_schema(&admin_url, &schema).await;
+    rethrow(outcome);
+}
