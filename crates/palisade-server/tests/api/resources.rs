@@ -66,6 +66,7 @@ macro_rules! each_backend_with_resources {
 }
 
 each_backend_with_resources!(
+    audit_views_mask_protected_fields,
     crud_round_trip_writes_one_audit_entry_per_mutation,
     invalid_bodies_are_refused_whole_and_change_nothing,
     protected_fields_are_masked_everywhere_and_refused_on_write,
@@ -1098,4 +1099,44 @@ async fn declared_routes_are_documented_in_openapi_and_capabilities(app: TestApp
         !caps.contains("customers.read_all"),
         "only owner-scoped resources have read_all"
     );
+}
+
+/// The audit trail applies the same field masks as the records: an auditor without
+/// `customers.field.tax_id.read` sees the entry, never the protected value, in the query and in
+/// both export formats.
+async fn audit_views_mask_protected_fields(app: TestApp) {
+    let acme = app.tenant("acme").await;
+    let admin = acme.user(palisade_testkit::Role::TenantAdmin).await;
+    create(
+        &admin,
+        "customers",
+        json!({"name": "Ada", "tax_id": "DE123456"}),
+    )
+    .await;
+    let res = admin
+        .post(
+            "/v1/roles",
+            &json!({"name": "auditor", "capabilities": ["audit.log.read", "audit.log.export"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let auditor = acme.user_with_roles(&["auditor"]).await;
+    let seen = palisade_testkit::json(admin.get("/v1/audit?resource=customers").await).await;
+    assert_eq!(seen["items"][0]["new"]["tax_id"], "DE123456", "{seen}");
+    let masked = palisade_testkit::json(auditor.get("/v1/audit?resource=customers").await).await;
+    let entry = &masked["items"][0];
+    assert_eq!(entry["new"]["name"], "Ada", "{entry}");
+    assert!(entry["new"].get("tax_id").is_none(), "{entry}");
+    for format in ["ndjson", "csv"] {
+        let res = auditor
+            .get(&format!("/v1/audit/export?format={format}"))
+            .await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(text.contains("Ada"), "{format}");
+        assert!(
+            !text.contains("DE123456"),
+            "{format} leaks a protected field"
+        );
+    }
 }
