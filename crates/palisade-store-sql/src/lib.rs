@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use palisade_store::{StoreError, Stores};
 
+mod api_keys;
 mod audit;
 mod codec;
 mod dialect;
@@ -134,6 +135,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
         refresh: Arc::new(refresh::SqlRefreshStore::<D>::new(pool.clone())),
         mfa: Arc::new(mfa::SqlMfaStore::<D>::new(pool.clone())),
         audit: Arc::new(audit::SqlAuditStore::<D>::new(pool.clone())),
+        api_keys: Arc::new(api_keys::SqlApiKeyStore::<D>::new(pool.clone())),
     }
 }
 

@@ -167,3 +167,23 @@ pub(crate) enum AuditHeads {
     CheckpointHash,
     CheckpointSignature,
 }
+
+/// `api_keys`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum ApiKeys {
+    Table,
+    Id,
+    TenantId,
+    CreatedBy,
+    Name,
+    Prefix,
+    SecretHash,
+    Capabilities,
+    AllowedIps,
+    ExpiresAt,
+    CreatedAt,
+    LastUsedAt,
+    RevokedAt,
+    RotatedFrom,
+    GraceUntil,
+}

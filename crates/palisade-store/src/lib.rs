@@ -16,12 +16,14 @@ use palisade_authz::{SystemScope, TenantRef, TenantScope};
 use palisade_domain::{Slug, TenantId, TenantKind, UserId, UserStatus};
 use time::OffsetDateTime;
 
+pub mod api_keys;
 pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
 pub mod roles;
 
+pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use audit::{
     AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore, ChainReport,
 };
@@ -297,6 +299,8 @@ pub struct Stores {
     pub mfa: std::sync::Arc<dyn MfaStore>,
     /// The audit trail (queries, verification, retention, security events).
     pub audit: std::sync::Arc<dyn AuditStore>,
+    /// API keys.
+    pub api_keys: std::sync::Arc<dyn ApiKeyStore>,
 }
 
 impl std::fmt::Debug for Stores {
