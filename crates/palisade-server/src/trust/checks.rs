@@ -672,7 +672,7 @@ pub fn features_of(app: &AppState) -> Vec<Feature> {
         f("audit_log", false, not_built),
         f("rate_limiting", false, not_built),
         f("waf", false, not_built),
-        f("api_keys", false, not_built),
+        f("api_keys", true, "built in"),
         f("declared_resources", false, not_built),
         f("privacy_gdpr", false, not_built),
         f("vault", false, not_built),
