@@ -214,6 +214,15 @@ pub mod platform {
     /// shows buyers the posture without these details.
     pub const TRUST_REPORT_READ: Capability = Capability::from_static("trust.report.read");
 
+    /// Read the selected tenant's API keys (metadata only; a secret is never shown again).
+    pub const API_KEYS_READ: Capability = Capability::from_static("api_keys.read");
+    /// Create API keys in the selected tenant (capabilities a subset of the creator's).
+    pub const API_KEYS_CREATE: Capability = Capability::from_static("api_keys.create");
+    /// Revoke API keys of the selected tenant.
+    pub const API_KEYS_DELETE: Capability = Capability::from_static("api_keys.delete");
+    /// Rotate API keys of the selected tenant (the old key keeps working for a grace period).
+    pub const API_KEYS_ROTATE: Capability = Capability::from_static("api_keys.rotate");
+
     /// Read one's own principal (`/v1/me`). Held by every signed-in user.
     pub const SELF_PROFILE_READ: Capability = Capability::from_static("self.profile.read");
     /// End one's own sessions (logout, logout-all). Held by every signed-in user.
@@ -293,6 +302,26 @@ pub mod platform {
             def(
                 CAPABILITY_READ,
                 "Read the registry of capabilities with their descriptions.",
+                false,
+            ),
+            def(
+                API_KEYS_READ,
+                "Read the selected tenant's API keys: metadata only, never a secret.",
+                false,
+            ),
+            def(
+                API_KEYS_CREATE,
+                "Create API keys in the selected tenant (never carrying more than the creator holds).",
+                false,
+            ),
+            def(
+                API_KEYS_DELETE,
+                "Revoke API keys of the selected tenant, at once.",
+                false,
+            ),
+            def(
+                API_KEYS_ROTATE,
+                "Rotate API keys of the selected tenant, the old key working for a grace period.",
                 false,
             ),
             def(

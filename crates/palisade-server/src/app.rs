@@ -173,6 +173,7 @@ pub async fn auth_context(
         destination_hasher: KeyedHasher::new(master.derive("palisade/otp-destination/v1")),
         refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),
         recovery_hasher: KeyedHasher::new(master.derive("palisade/recovery-code/v1")),
+        api_key_hasher: KeyedHasher::new(master.derive("palisade/api-key/v1")),
         totp_key: master.derive("palisade/totp/v1"),
     })
 }

@@ -310,7 +310,10 @@ impl Audited {
 /// credentials exist).
 #[must_use]
 pub fn actor_of(principal: &Principal) -> String {
-    format!("user:{}", principal.subject)
+    match (principal.method, principal.token_id.as_deref()) {
+        (palisade_authz::AuthMethod::ApiKey, Some(id)) => format!("api_key:{id}"),
+        _ => format!("user:{}", principal.subject),
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Audited {

@@ -19,15 +19,18 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeSet;
+
 use palisade_authz::{
-    Access, BuiltinRole, Capability, Decision, DenyReason, InternalRole, Principal, RoleGraph,
-    SystemScope, TenantRef, decide,
+    Access, AuthMethod, BuiltinRole, Capability, Decision, DenyReason, InternalRole, Principal,
+    RoleGraph, SystemScope, TenantRef, decide,
 };
 use palisade_domain::{TenantId, UserStatus};
 use time::OffsetDateTime;
 
 use std::net::IpAddr;
 
+use crate::auth::api_keys;
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::pipeline::ClientIp;
@@ -95,7 +98,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         ratelimit::decorate(&mut res, rate);
         return res;
     };
-    let principal = match authenticate(app, req.headers()).await {
+    let principal = match authenticate(app, req.headers(), Some(ip)).await {
         Ok(principal) => principal,
         Err(e) => {
             if !self_check {
@@ -161,7 +164,7 @@ pub async fn admit(
     capability: &Capability,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let principal = authenticate(app, headers).await?;
+    let principal = authenticate(app, headers, None).await?;
     let scope = authorize_principal(app, &principal, capability, headers).await?;
     Ok((principal, scope))
 }
@@ -173,7 +176,19 @@ pub async fn admit(
 pub async fn authenticate(
     app: &AppState,
     headers: &axum::http::HeaderMap,
+    ip: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
+    if headers.contains_key(api_keys::API_KEY_HEADER) {
+        // SECURITY: two credentials could name two callers; neither is picked silently.
+        if headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key("dpop") {
+            return Err(ApiError::Unauthenticated {
+                code: "auth.ambiguous_credentials",
+                detail: "Send either an API key or an Authorization header, not both.",
+                challenge: Challenge::InvalidToken,
+            });
+        }
+        return authenticate_api_key(app, headers, ip).await;
+    }
     let identity = match app.authenticator().authenticate(headers).await {
         AuthOutcome::Authenticated(id) => id,
         AuthOutcome::Anonymous => {
@@ -235,6 +250,45 @@ pub async fn authorize_principal(
             detail: format!("This route needs the capability `{capability}`."),
         }),
     }
+}
+
+/// An API-key caller: the key's creator, resolved as of now (disabled, deleted or moved → refused),
+/// holding only the capabilities both the key and the creator hold. The key id rides in `token_id`
+/// (audit actor `api_key:<id>`, rate limit per key); no step-up factor is ever claimed.
+async fn authenticate_api_key(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    let key = api_keys::verify(app, headers, ip).await?;
+    let identity = Identity {
+        user_id: key.created_by,
+        tenant_id: key.tenant_id,
+        method: AuthMethod::ApiKey,
+        amr: Vec::new(),
+        auth_time: None,
+        token_version: None,
+        token_id: Some(key.id.clone()),
+        expires_at: key.expires_at,
+        session_id: None,
+    };
+    let mut principal = resolve_principal(app, identity)
+        .await
+        .map_err(|e| match e {
+            ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
+                code: "auth.invalid_api_key",
+                detail: "The API key's creator can no longer use it.",
+                challenge: Challenge::InvalidToken,
+            },
+            other => other,
+        })?;
+    let granted: BTreeSet<Capability> = key
+        .capabilities
+        .iter()
+        .filter_map(|c| Capability::parse(c).ok())
+        .collect();
+    principal.capabilities.retain(|c| granted.contains(c));
+    Ok(principal)
 }
 
 fn refused(detail: &'static str) -> ApiError {
@@ -307,6 +361,14 @@ async fn select_tenant(
     let Some(raw) = headers.get(TENANT_HEADER) else {
         return Ok(principal.home.clone());
     };
+    // SECURITY: an API key acts on its own tenant only, whatever its creator could reach.
+    if principal.method == AuthMethod::ApiKey
+        && raw.to_str().ok() != Some(principal.home.id.to_string().as_str())
+    {
+        return Err(ApiError::NotFound {
+            code: "tenant.not_found",
+        });
+    }
     // SECURITY: a malformed, unknown or unreachable tenant all answer the same 404.
     let not_found = || ApiError::NotFound {
         code: "tenant.not_found",

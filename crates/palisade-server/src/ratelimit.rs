@@ -61,7 +61,7 @@ pub enum LimitKey {
     Ip(IpAddr),
     /// The sign-in endpoints, by client IP (IPv6 by /64).
     AuthIp(IpAddr),
-    /// An API key, by key id (issue 7, API keys: not issued yet).
+    /// An API key, by key id.
     ApiKey(String),
     /// An OAuth machine client, by client id (not issued yet).
     OAuthClient(String),
@@ -136,7 +136,11 @@ pub fn key_for(
                 .get(&p.home.id.to_string())
                 .copied()
                 .unwrap_or(rl.default);
-            (LimitKey::User(p.subject.to_string()), fallback(quota))
+            let key = match (p.method, p.token_id.as_deref()) {
+                (palisade_authz::AuthMethod::ApiKey, Some(id)) => LimitKey::ApiKey(id.to_owned()),
+                _ => LimitKey::User(p.subject.to_string()),
+            };
+            (key, fallback(quota))
         }
         None => (LimitKey::Ip(ip), fallback(rl.anonymous)),
     }

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use palisade_store::{StoreError, Stores};
 
+mod api_keys;
 mod audit;
 mod codec;
 mod dialect;
@@ -136,6 +137,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
         mfa: Arc::new(mfa::SqlMfaStore::<D>::new(pool.clone())),
         audit: Arc::new(audit::SqlAuditStore::<D>::new(pool.clone())),
         records: Arc::new(records::SqlRecordStore::<D>::new(pool.clone())),
+        api_keys: Arc::new(api_keys::SqlApiKeyStore::<D>::new(pool.clone())),
     }
 }
 

@@ -219,3 +219,23 @@ pub(crate) enum IdempotencyKeys {
     Body,
     CreatedAt,
 }
+
+/// `api_keys`.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum ApiKeys {
+    Table,
+    Id,
+    TenantId,
+    CreatedBy,
+    Name,
+    Prefix,
+    SecretHash,
+    Capabilities,
+    AllowedIps,
+    ExpiresAt,
+    CreatedAt,
+    LastUsedAt,
+    RevokedAt,
+    RotatedFrom,
+    GraceUntil,
+}

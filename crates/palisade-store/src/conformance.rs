@@ -115,6 +115,7 @@ pub const CASES: &[Case] = &[
     case!(platform_mutations_write_exactly_one_entry_each),
     case!(records_are_scoped_versioned_and_audited),
     case!(idempotency_reservations_have_one_winner),
+    case!(api_keys_are_scoped_rotated_and_revoked),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -167,6 +168,7 @@ macro_rules! conformance_tests {
             platform_mutations_write_exactly_one_entry_each,
             records_are_scoped_versioned_and_audited,
             idempotency_reservations_have_one_winner,
+            api_keys_are_scoped_rotated_and_revoked,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {
@@ -1159,4 +1161,140 @@ pub(crate) fn audit_meta() -> &'static crate::AuditMeta {
     static META: std::sync::LazyLock<crate::AuditMeta> =
         std::sync::LazyLock::new(|| crate::AuditMeta::system("conformance"));
     &META
+}
+
+/// API keys: tenant isolation (only the prefix lookup is unscoped), a deployment-wide unique prefix,
+/// rotation (successor names the old key, old key's grace set, a dead key not rotated) and revocation.
+pub async fn api_keys_are_scoped_rotated_and_revoked(stores: &Stores) {
+    let root = system_tenant(stores).await;
+    let a = child(stores, &root, "keys-a", TenantKind::Tenant).await;
+    let b = child(stores, &root, "keys-b", TenantKind::Tenant).await;
+    let creator = user(stores, &a, "keys@a.test", &["tenant_admin"]).await;
+    let new_key = |prefix: &str| crate::NewApiKey {
+        created_by: creator.id,
+        name: "ci".to_owned(),
+        prefix: prefix.to_owned(),
+        secret_hash: "00ff".to_owned(),
+        capabilities: vec![
+            "b.read".to_owned(),
+            "a.read".to_owned(),
+            "a.read".to_owned(),
+        ],
+        allowed_ips: vec!["10.0.0.0/8".to_owned()],
+        expires_at: None,
+    };
+    let key = stores
+        .api_keys
+        .create_api_key(&scope(&a), new_key("prefixaaaaaa"), audit_meta())
+        .await
+        .expect("create a key");
+    assert_eq!(key.capabilities, ["a.read", "b.read"]);
+    assert_eq!(
+        stores
+            .api_keys
+            .get_api_key(&scope(&a), &key.id)
+            .await
+            .expect("get"),
+        Some(key.clone())
+    );
+    // Another tenant sees nothing and changes nothing.
+    assert_eq!(
+        stores
+            .api_keys
+            .get_api_key(&scope(&b), &key.id)
+            .await
+            .expect("get"),
+        None
+    );
+    assert_not_found(
+        stores
+            .api_keys
+            .revoke_api_key(&scope(&b), &key.id, audit_meta())
+            .await,
+    );
+    let page = PageRequest {
+        limit: 10,
+        after: None,
+    };
+    assert!(
+        stores
+            .api_keys
+            .list_api_keys(&scope(&b), &page)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // The prefix is unique across tenants.
+    assert_conflict(
+        stores
+            .api_keys
+            .create_api_key(&scope(&b), new_key("prefixaaaaaa"), audit_meta())
+            .await,
+        "api_keys.prefix",
+    );
+    // The authentication lookup finds it by prefix.
+    let found = stores
+        .api_keys
+        .find_api_key_by_prefix("prefixaaaaaa")
+        .await
+        .expect("find");
+    assert_eq!(found.as_ref().map(|k| k.id.as_str()), Some(key.id.as_str()));
+    // Rotation.
+    let grace = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let next = stores
+        .api_keys
+        .rotate_api_key(
+            &scope(&a),
+            &key.id,
+            new_key("prefixbbbbbb"),
+            grace,
+            audit_meta(),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(next.rotated_from.as_deref(), Some(key.id.as_str()));
+    let old = stores
+        .api_keys
+        .get_api_key(&scope(&a), &key.id)
+        .await
+        .expect("get")
+        .expect("old");
+    assert!(old.grace_until.is_some() && old.is_live(time::OffsetDateTime::now_utc()));
+    let listed = stores
+        .api_keys
+        .list_api_keys(&scope(&a), &page)
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 2);
+    // Revocation, idempotent; a revoked key is not rotated.
+    stores
+        .api_keys
+        .revoke_api_key(&scope(&a), &key.id, audit_meta())
+        .await
+        .expect("revoke");
+    stores
+        .api_keys
+        .revoke_api_key(&scope(&a), &key.id, audit_meta())
+        .await
+        .expect("again");
+    let old = stores
+        .api_keys
+        .get_api_key(&scope(&a), &key.id)
+        .await
+        .expect("get")
+        .expect("old");
+    assert!(old.revoked_at.is_some() && !old.is_live(time::OffsetDateTime::now_utc()));
+    assert_not_found(
+        stores
+            .api_keys
+            .rotate_api_key(
+                &scope(&a),
+                &key.id,
+                new_key("prefixcccccc"),
+                grace,
+                audit_meta(),
+            )
+            .await,
+    );
 }

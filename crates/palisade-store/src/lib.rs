@@ -16,6 +16,7 @@ use palisade_authz::{SystemScope, TenantRef, TenantScope};
 use palisade_domain::{Slug, TenantId, TenantKind, UserId, UserStatus};
 use time::OffsetDateTime;
 
+pub mod api_keys;
 pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod records;
 pub mod roles;
 
+pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use audit::{
     AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore, ChainReport,
 };
@@ -304,6 +306,8 @@ pub struct Stores {
     pub audit: std::sync::Arc<dyn AuditStore>,
     /// Records of declared resources and their idempotency keys.
     pub records: std::sync::Arc<dyn RecordStore>,
+    /// API keys.
+    pub api_keys: std::sync::Arc<dyn ApiKeyStore>,
 }
 
 impl std::fmt::Debug for Stores {

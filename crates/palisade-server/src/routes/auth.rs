@@ -54,6 +54,8 @@ pub struct AuthContext {
     pub refresh_hasher: KeyedHasher,
     /// Hashes recovery codes.
     pub recovery_hasher: KeyedHasher,
+    /// Hashes API keys (see `auth::api_keys`).
+    pub api_key_hasher: KeyedHasher,
     /// Seals TOTP secrets.
     pub totp_key: palisade_crypto::DerivedKey,
 }

@@ -1,5 +1,6 @@
 //! Routes grouped by domain; each module registers its routes on the [`SecureRouter`].
 
+pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod meta;
@@ -29,6 +30,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = mfa::register(router);
     let router = tenants::register(router);
     let router = roles::register(router);
+    let router = api_keys::register(router);
     let router = audit::register(router);
     let router = trust::register(router);
     let router = security::register(router);

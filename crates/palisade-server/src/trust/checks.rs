@@ -753,7 +753,7 @@ pub fn features_of(app: &AppState) -> Vec<Feature> {
         f("audit_log", true, "built in; [audit]"),
         f("rate_limiting", s.rate_limit.enabled, "rate_limit.enabled"),
         f("waf", s.waf.enabled, "waf.enabled"),
-        f("api_keys", false, not_built),
+        f("api_keys", true, "built in; /v1/api-keys"),
         f(
             "declared_resources",
             !s.resources.is_empty(),

@@ -9,6 +9,7 @@
     reason = "tests fail loudly; helpers outside #[test] fns are test code too"
 )]
 
+mod api_keys;
 mod audit;
 mod auth;
 mod config_start;
