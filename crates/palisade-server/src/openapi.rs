@@ -62,7 +62,10 @@ pub fn document(routes: &RouteRegistry) -> Value {
         match &entry.access {
             Access::Capability(cap) => {
                 operation.insert("x-palisade-capability".into(), json!(cap.as_str()));
-                operation.insert("security".into(), json!([{ "bearer": [] }]));
+                operation.insert(
+                    "security".into(),
+                    json!([{ "bearer": [] }, { "apiKey": [] }]),
+                );
                 responses.insert(
                     "401".into(),
                     problem_response("No credential, or the credential was refused"),
@@ -128,7 +131,8 @@ pub fn document(routes: &RouteRegistry) -> Value {
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (ES512)" }
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (ES512)" },
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
             }
         }
     })

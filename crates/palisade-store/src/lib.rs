@@ -4,7 +4,8 @@
 //! Invariants:
 //! - Every method over tenant-owned rows takes a [`TenantScope`] and filters by it; the only
 //!   unscoped reads are the ones authorization itself needs to build a scope ([`TenantStore::resolve_tenant`],
-//!   [`TenantStore::resolve_tenant_by_slug`]) and the authentication lookup of the caller's own user.
+//!   [`TenantStore::resolve_tenant_by_slug`]), the authentication lookup of the caller's own user, and
+//!   the authentication lookup of a presented API key by its prefix ([`ApiKeyStore::find_api_key_by_prefix`]).
 //!   Sign-in storage ([`identity`]) adds the documented exceptions that run before any principal
 //!   exists: OTP challenges, and refresh-token operations keyed by the presented token.
 //! - Secrets reach a store only hashed or sealed, and never appear in `Debug` output or errors.
