@@ -27,6 +27,23 @@ use crate::codec::{from_micros, now, parse_stored, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{AuditHeads, AuditLog, col};
 
+/// Every column of an entry, in the order the insert writes them.
+const ENTRY_COLUMNS: [AuditLog; 13] = [
+    AuditLog::TenantId,
+    AuditLog::Seq,
+    AuditLog::At,
+    AuditLog::Actor,
+    AuditLog::Action,
+    AuditLog::Resource,
+    AuditLog::RecordId,
+    AuditLog::Ip,
+    AuditLog::RequestId,
+    AuditLog::Old,
+    AuditLog::New,
+    AuditLog::PrevHash,
+    AuditLog::Hash,
+];
+
 /// The largest page of entries a query returns.
 const MAX_AUDIT_PAGE: u32 = 1000;
 /// Output name of the retention query's `MIN(seq)`.
@@ -100,21 +117,7 @@ pub(crate) async fn append<D: Exec>(
     entry.hash = chain_hash(&entry.prev_hash, &entry)?;
     let insert = Query::insert()
         .into_table(AuditLog::Table)
-        .columns([
-            AuditLog::TenantId,
-            AuditLog::Seq,
-            AuditLog::At,
-            AuditLog::Actor,
-            AuditLog::Action,
-            AuditLog::Resource,
-            AuditLog::RecordId,
-            AuditLog::Ip,
-            AuditLog::RequestId,
-            AuditLog::Old,
-            AuditLog::New,
-            AuditLog::PrevHash,
-            AuditLog::Hash,
-        ])
+        .columns(ENTRY_COLUMNS)
         .values([
             tid.clone().into(),
             entry.seq.into(),
@@ -148,21 +151,7 @@ pub(crate) async fn append<D: Exec>(
 /// `SELECT <entry columns> FROM audit_log WHERE tenant_id = <tenant>`.
 fn select_entries(tenant: TenantId) -> SelectStatement {
     Query::select()
-        .columns([
-            AuditLog::TenantId,
-            AuditLog::Seq,
-            AuditLog::At,
-            AuditLog::Actor,
-            AuditLog::Action,
-            AuditLog::Resource,
-            AuditLog::RecordId,
-            AuditLog::Ip,
-            AuditLog::RequestId,
-            AuditLog::Old,
-            AuditLog::New,
-            AuditLog::PrevHash,
-            AuditLog::Hash,
-        ])
+        .columns(ENTRY_COLUMNS)
         .from(AuditLog::Table)
         .and_where(Expr::col(AuditLog::TenantId).eq(tenant.to_string()))
         .take()
