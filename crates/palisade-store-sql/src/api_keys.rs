@@ -14,12 +14,12 @@ use palisade_store::{
     ApiKey, ApiKeyStore, AuditEvent, AuditMeta, NewApiKey, Page, PageRequest, StoreError,
     StoreResult,
 };
-use sea_query::{Expr, ExprTrait, LockType, Order, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement};
 use time::OffsetDateTime;
 
 use crate::audit::append;
 use crate::codec::{
-    fetch_size, from_json_list, from_micros, into_page, now, opt_from_micros, parse_stored,
+    fetch_keyset_page, from_json_list, from_micros, now, opt_from_micros, parse_stored,
     to_json_list, to_micros,
 };
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
@@ -231,22 +231,15 @@ impl<D: Exec> ApiKeyStore for SqlApiKeyStore<D> {
         scope: &TenantScope,
         page: &PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
-        let stmt = select_scoped(scope)
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col(ApiKeys::Id).gt(after)),
-            )
-            .order_by(ApiKeys::Id, Order::Asc)
-            .limit(fetch_size(page))
-            .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let keys = D::fetch_all(&mut conn, D::render(&stmt))
-            .await?
-            .iter()
-            .map(decode::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(keys, page, |k| k.id.clone()))
+        fetch_keyset_page::<D, _, _>(
+            &self.pool,
+            select_scoped(scope),
+            ApiKeys::Id,
+            page,
+            decode::<D>,
+            |k| k.id.clone(),
+        )
+        .await
     }
 
     async fn revoke_api_key(

@@ -20,7 +20,10 @@
 use std::str::FromStr;
 
 use palisade_store::{Page, PageRequest, StoreError, StoreResult};
+use sea_query::{Expr, ExprTrait, IntoColumnRef, Order, SelectStatement};
 use time::OffsetDateTime;
+
+use crate::dialect::{DbRow, Exec, acquire};
 
 /// The largest page a list returns, whatever the caller asked for.
 pub(crate) const MAX_PAGE: u32 = 200;
@@ -110,6 +113,30 @@ pub(crate) fn into_page<T>(
     items.truncate(size);
     let next_after = if more { items.last().map(id_of) } else { None };
     Page { items, next_after }
+}
+
+/// One keyset page of `stmt`: rows whose `key` is after the page's `after`, ordered by `key`, decoded,
+/// and cut to the page size (one extra row is fetched to learn whether more follow).
+pub(crate) async fn fetch_keyset_page<D: Exec, T, K: IntoColumnRef + Copy>(
+    pool: &sqlx::Pool<D::DB>,
+    mut stmt: SelectStatement,
+    key: K,
+    page: &PageRequest,
+    decode: fn(&DbRow<D>) -> StoreResult<T>,
+    key_of: impl Fn(&T) -> String,
+) -> StoreResult<Page<T>> {
+    let stmt = stmt
+        .and_where_option(page.after.as_deref().map(|after| Expr::col(key).gt(after)))
+        .order_by(key, Order::Asc)
+        .limit(fetch_size(page))
+        .take();
+    let mut conn = acquire::<D>(pool).await?;
+    let items = D::fetch_all(&mut conn, D::render(&stmt))
+        .await?
+        .iter()
+        .map(decode)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(into_page(items, page, key_of))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use sea_query::{Expr, ExprTrait, LockType, Order, Query, SelectStatement};
 
 use crate::audit::append;
 use crate::codec::{
-    fetch_size, from_json_list, from_micros, into_page, now, parse_stored, to_json_list, to_micros,
+    fetch_keyset_page, from_json_list, from_micros, now, parse_stored, to_json_list, to_micros,
 };
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{CustomRoles, UserRoles, col};
@@ -220,22 +220,15 @@ impl<D: Exec> RoleStore for SqlRoleStore<D> {
         scope: &TenantScope,
         page: &PageRequest,
     ) -> StoreResult<Page<CustomRole>> {
-        let stmt = select_roles(scope)
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col(CustomRoles::Name).gt(after)),
-            )
-            .order_by(CustomRoles::Name, Order::Asc)
-            .limit(fetch_size(page))
-            .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let roles = D::fetch_all(&mut conn, D::render(&stmt))
-            .await?
-            .iter()
-            .map(decode_role::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(roles, page, |r| r.name.clone()))
+        fetch_keyset_page::<D, _, _>(
+            &self.pool,
+            select_roles(scope),
+            CustomRoles::Name,
+            page,
+            decode_role::<D>,
+            |r| r.name.clone(),
+        )
+        .await
     }
 
     async fn all_roles(&self, scope: &TenantScope) -> StoreResult<Vec<CustomRole>> {
