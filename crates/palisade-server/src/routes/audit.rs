@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use palisade_authz::{Access, CapabilityRegistry, Principal, TenantScope, capability::platform};
+use palisade_authz::{Access, CapabilityRegistry, Principal, capability::platform};
 use palisade_store::{AuditEntry, AuditFilter, AuditPageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +27,7 @@ use crate::export::{self, ExportFormat};
 use crate::extract::{Caller, Query, Scoped};
 use crate::router::{SecureRouter, op};
 use crate::routes::tenants::rfc3339;
+use crate::routes::{cursor_context, invalid_cursor};
 use crate::state::AppState;
 
 /// Entries per store round trip while exporting.
@@ -230,18 +231,6 @@ fn view(entry: AuditEntry, mask: &FieldMask) -> AuditEntryView {
     }
 }
 
-fn cursor_context(scope: &TenantScope) -> String {
-    // SECURITY: bound to the tenant and this list, so a cursor is useless anywhere else.
-    format!("cursor:{}:audit", scope.tenant_id())
-}
-
-fn invalid_cursor() -> ApiError {
-    ApiError::BadRequest {
-        code: "pagination.invalid_cursor",
-        detail: "The cursor is not valid for this list.".to_owned(),
-    }
-}
-
 async fn list_audit(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -260,7 +249,7 @@ async fn list_audit(
         Some(c) => {
             let payload = app
                 .cursors()
-                .verify(&cursor_context(&scope), c)
+                .verify(&cursor_context(&scope, "audit"), c)
                 .map_err(|_| invalid_cursor())?;
             let text = String::from_utf8(payload).map_err(|_| invalid_cursor())?;
             Some(text.parse::<i64>().map_err(|_| invalid_cursor())?)
@@ -282,7 +271,7 @@ async fn list_audit(
     let next_cursor = match page.next_after {
         Some(after) => Some(
             app.cursors()
-                .sign(&cursor_context(&scope), after.as_bytes())
+                .sign(&cursor_context(&scope, "audit"), after.as_bytes())
                 .map_err(ApiError::internal)?,
         ),
         None => None,

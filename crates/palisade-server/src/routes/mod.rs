@@ -89,14 +89,14 @@ impl ListParams {
     }
 }
 
-fn invalid_cursor() -> ApiError {
+pub(crate) fn invalid_cursor() -> ApiError {
     ApiError::BadRequest {
         code: "pagination.invalid_cursor",
         detail: "The cursor is not valid for this list.".to_owned(),
     }
 }
 
-fn cursor_context(scope: &TenantScope, list: &str) -> String {
+pub(crate) fn cursor_context(scope: &TenantScope, list: &str) -> String {
     // SECURITY: binding the tenant and the list makes a cursor useless anywhere else.
     format!("cursor:{}:{list}", scope.tenant_id())
 }
