@@ -314,6 +314,9 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Cache verified token signatures until `exp` (revocation is still checked every time).
     pub cache_verifications: bool,
+    /// How long a resolved principal (user, roles, capabilities) may be served from the in-process
+    /// cache; every change through the API invalidates it at once (default 30 s; 0 turns it off).
+    pub principal_cache_secs: u64,
     /// `[auth.otp]`.
     pub otp: OtpSettings,
 }
@@ -328,6 +331,7 @@ impl Default for AuthSettings {
             step_up_max_age_secs: 300,
             leeway_secs: 30,
             cache_verifications: true,
+            principal_cache_secs: 30,
             otp: OtpSettings::default(),
         }
     }

@@ -29,11 +29,13 @@ use palisade_domain::{TenantId, UserStatus};
 use time::OffsetDateTime;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::auth::api_keys;
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::pipeline::ClientIp;
+use crate::principal_cache::{self, Resolved};
 use crate::state::AppState;
 use crate::{ratelimit, waf};
 
@@ -299,7 +301,49 @@ fn refused(detail: &'static str) -> ApiError {
     }
 }
 
+/// The principal behind a verified credential: from the principal cache when it is fresh (see
+/// [`crate::principal_cache`]), else from the store. The credential's token version is compared with
+/// the user's either way.
 async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Principal, ApiError> {
+    let cache = app.principals();
+    let epoch = if cache.enabled() {
+        Some(principal_cache::epoch(app, identity.tenant_id).await?)
+    } else {
+        None
+    };
+    let cached = epoch.and_then(|e| cache.get(identity.user_id, identity.tenant_id, e));
+    let resolved = match cached {
+        Some(resolved) => resolved,
+        None => {
+            let resolved = Arc::new(load_principal(app, &identity).await?);
+            if let Some(e) = epoch {
+                cache.put(identity.user_id, identity.tenant_id, e, resolved.clone());
+            }
+            resolved
+        }
+    };
+    if identity
+        .token_version
+        .is_some_and(|v| v != resolved.token_version)
+    {
+        return Err(refused("The credential was revoked."));
+    }
+    Ok(Principal {
+        subject: identity.user_id,
+        home: resolved.home.clone(),
+        roles: resolved.roles.clone(),
+        capabilities: resolved.capabilities.clone(),
+        method: identity.method,
+        amr: identity.amr,
+        auth_time: identity.auth_time,
+        token_id: identity.token_id,
+        token_expires_at: identity.expires_at,
+        session_id: identity.session_id,
+    })
+}
+
+/// Loads a principal's home tenant, user and roles from the store.
+async fn load_principal(app: &AppState, identity: &Identity) -> Result<Resolved, ApiError> {
     let stores = app.stores();
     let home = stores
         .tenants
@@ -317,12 +361,6 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
     if user.status != UserStatus::Active {
         return Err(refused("The user is disabled."));
     }
-    if identity
-        .token_version
-        .is_some_and(|v| v != user.token_version)
-    {
-        return Err(refused("The credential was revoked."));
-    }
     // Custom roles are resolved against the home tenant's definitions, loaded only when the user holds
     // a name that is not built-in (one query). SECURITY: resolution fails closed: an unknown or deleted
     // role, or one whose inheritance is cyclic or too deep, grants nothing; a store error denies (503).
@@ -339,17 +377,11 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
         )
     };
     let capabilities = graph.resolve_for_user(&user.roles);
-    Ok(Principal {
-        subject: user.id,
+    Ok(Resolved {
         home: home_ref,
+        token_version: user.token_version,
         roles: user.roles,
         capabilities,
-        method: identity.method,
-        amr: identity.amr,
-        auth_time: identity.auth_time,
-        token_id: identity.token_id,
-        token_expires_at: identity.expires_at,
-        session_id: identity.session_id,
     })
 }
 

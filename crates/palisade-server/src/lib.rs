@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod principal_cache;
 pub mod ratelimit;
 pub mod resources;
 pub mod router;

@@ -30,6 +30,7 @@ struct Inner {
     routes: OnceLock<RouteRegistry>,
     openapi: OnceLock<serde_json::Value>,
     trust: crate::trust::Evidence,
+    principals: crate::principal_cache::PrincipalCache,
 }
 
 impl AppState {
@@ -43,8 +44,12 @@ impl AppState {
         cursors: SignedToken,
         auth: AuthContext,
     ) -> Self {
+        let principals = crate::principal_cache::PrincipalCache::new(
+            std::time::Duration::from_secs(settings.auth.principal_cache_secs),
+        );
         Self {
             inner: Arc::new(Inner {
+                principals,
                 settings,
                 stores,
                 capabilities,
@@ -57,6 +62,12 @@ impl AppState {
                 trust: crate::trust::Evidence::default(),
             }),
         }
+    }
+
+    /// The principal cache.
+    #[must_use]
+    pub fn principals(&self) -> &crate::principal_cache::PrincipalCache {
+        &self.inner.principals
     }
 
     /// The settings.

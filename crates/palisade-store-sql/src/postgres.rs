@@ -33,6 +33,10 @@ impl Dialect for PostgresDialect {
 
     const BEGIN_WRITE: &'static str = "BEGIN";
 
+    fn write_queue() -> Option<&'static tokio::sync::Mutex<()>> {
+        None
+    }
+
     fn render_with<S: SqlxBinder>(stmt: &S) -> (String, SqlxValues) {
         stmt.build_sqlx(PostgresQueryBuilder)
     }

@@ -6,7 +6,8 @@
 //!   `foreign_keys=ON` (off by default in SQLite; the schema relies on foreign keys and
 //!   `ON DELETE CASCADE`) and a 5 s `busy_timeout`, so concurrent writers queue instead of failing.
 //! - The database file and its parent directories are created when missing.
-//! - Write transactions start with `BEGIN IMMEDIATE`, taking the write lock up front.
+//! - Write transactions start with `BEGIN IMMEDIATE`, taking the write lock up front, after queueing
+//!   in this process's writer queue ([`crate::dialect::begin_write`]).
 //! - Unique and primary-key violations (extended codes 2067 and 1555) become `Conflict` named
 //!   `<table>.<column>[_<column>...]` from SQLite's message, which is how the PostgreSQL migration
 //!   names its constraints; foreign-key violations (787) are `foreign_key`, since SQLite does not say
@@ -50,6 +51,14 @@ impl Dialect for SqliteDialect {
     const NAME: &'static str = "sqlite";
 
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
+    fn write_queue() -> Option<&'static tokio::sync::Mutex<()>> {
+        // One queue per process: a deployment opens one SQLite database. Several databases in one
+        // process (a test binary run by `cargo test`) share it, which orders their writes, never
+        // deadlocks them: no transaction opens another.
+        static QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        Some(&QUEUE)
+    }
 
     fn render_with<S: SqlxBinder>(stmt: &S) -> (String, SqlxValues) {
         stmt.build_sqlx(SqliteQueryBuilder)

@@ -34,6 +34,7 @@ use crate::error::{ApiError, ApiResult, Challenge, FieldError};
 use crate::extract::{Audited, Caller, Json};
 use crate::notify::CodeSender;
 use crate::pipeline::ClientIp;
+use crate::principal_cache;
 use crate::router::{SecureRouter, op};
 use crate::state::AppState;
 use crate::validate;
@@ -712,14 +713,18 @@ async fn logout_all(
     Caller(caller): Caller,
 ) -> ApiResult<StatusCode> {
     let scope = SystemScope::internal(InternalRole::SignIn).tenant_scope(caller.home.clone());
-    app.stores()
-        .users
-        .bump_token_version(&scope, caller.subject, &audit)
-        .await?;
-    app.stores()
-        .refresh
-        .revoke_user_families(&scope, caller.subject, OffsetDateTime::now_utc())
-        .await?;
+    principal_cache::invalidate(&app, caller.home.id, async {
+        app.stores()
+            .users
+            .bump_token_version(&scope, caller.subject, &audit)
+            .await?;
+        app.stores()
+            .refresh
+            .revoke_user_families(&scope, caller.subject, OffsetDateTime::now_utc())
+            .await?;
+        Ok(())
+    })
+    .await?;
     tracing::info!(target: "security", event = "logout_all", user = %caller.subject, "every token of the user revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,6 +35,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
+use crate::principal_cache;
 use crate::router::{SecureRouter, op};
 use crate::routes::tenants::rfc3339;
 use crate::routes::{ListParams, PageView, page_view};
@@ -377,23 +378,26 @@ async fn create_role(
             capabilities: body.capabilities,
         },
     )?;
-    let role = app
-        .stores()
-        .roles
-        .create_role(
-            &scope,
-            NewRole {
-                name: body.name,
-                inherits: def.inherits,
-                capabilities: def.capabilities,
-            },
-            &audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => name_taken(),
-            other => other.into(),
-        })?;
+    // A user may already hold the new name (it granted nothing until now).
+    let role = principal_cache::invalidate(&app, scope.tenant_id(), async {
+        app.stores()
+            .roles
+            .create_role(
+                &scope,
+                NewRole {
+                    name: body.name,
+                    inherits: def.inherits,
+                    capabilities: def.capabilities,
+                },
+                &audit,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => name_taken(),
+                other => other.into(),
+            })
+    })
+    .await?;
     tracing::info!(target: "security", event = "role.created", role = %role.name, tenant = %scope.tenant_id(), actor = %caller.subject, "custom role created");
     let location = format!("/v1/roles/{}", role.name);
     Ok((
@@ -447,23 +451,25 @@ async fn update_role(
         capabilities: body.capabilities.unwrap_or(existing.capabilities),
     };
     let def = check_definition(&app, &caller, &scope, graph, &name, proposed)?;
-    let role = app
-        .stores()
-        .roles
-        .update_role(
-            &scope,
-            &name,
-            RolePatch {
-                inherits: Some(def.inherits),
-                capabilities: Some(def.capabilities),
-            },
-            &audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => role_not_found(),
-            other => other.into(),
-        })?;
+    let role = principal_cache::invalidate(&app, scope.tenant_id(), async {
+        app.stores()
+            .roles
+            .update_role(
+                &scope,
+                &name,
+                RolePatch {
+                    inherits: Some(def.inherits),
+                    capabilities: Some(def.capabilities),
+                },
+                &audit,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => role_not_found(),
+                other => other.into(),
+            })
+    })
+    .await?;
     tracing::info!(target: "security", event = "role.updated", role = %role.name, tenant = %scope.tenant_id(), actor = %caller.subject, "custom role updated");
     Ok(axum::Json(role.into()))
 }
@@ -490,15 +496,18 @@ async fn delete_role(
     if app.stores().roles.roles_in_use(&scope, &name).await? {
         return Err(in_use());
     }
-    app.stores()
-        .roles
-        .delete_role(&scope, &name, &audit)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => role_not_found(),
-            StoreError::Conflict { constraint } if constraint == ROLE_IN_USE => in_use(),
-            other => other.into(),
-        })?;
+    principal_cache::invalidate(&app, scope.tenant_id(), async {
+        app.stores()
+            .roles
+            .delete_role(&scope, &name, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => role_not_found(),
+                StoreError::Conflict { constraint } if constraint == ROLE_IN_USE => in_use(),
+                other => other.into(),
+            })
+    })
+    .await?;
     tracing::info!(target: "security", event = "role.deleted", role = %name, tenant = %scope.tenant_id(), actor = %caller.subject, "custom role deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
+use crate::principal_cache;
 use crate::router::{SecureRouter, op};
 use crate::routes::{ListParams, PageView, page_view};
 use crate::state::AppState;
@@ -218,18 +219,21 @@ async fn create_tenant(
             });
         }
     }
-    let created = app
-        .stores()
-        .tenants
-        .create_child_tenant(&parent_scope, NewTenant { slug, name, kind }, &audit)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => ApiError::Conflict {
-                code: "tenant.slug_taken",
-                detail: "The slug is already in use.".to_owned(),
-            },
-            other => other.into(),
-        })?;
+    // The parent's members may become `parent`-level principals (their home now has children).
+    let created = principal_cache::invalidate(&app, parent_scope.tenant_id(), async {
+        app.stores()
+            .tenants
+            .create_child_tenant(&parent_scope, NewTenant { slug, name, kind }, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => ApiError::Conflict {
+                    code: "tenant.slug_taken",
+                    detail: "The slug is already in use.".to_owned(),
+                },
+                other => other.into(),
+            })
+    })
+    .await?;
     let location = format!("/v1/tenants/{}", created.id);
     Ok((
         StatusCode::CREATED,

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
+use crate::principal_cache;
 use crate::router::{SecureRouter, op};
 use crate::routes::roles::{builtin_not_allowed, escalation, role_graph};
 use crate::routes::tenants::rfc3339;
@@ -334,33 +335,37 @@ async fn update_user(
         Some(r) => Some(check_roles(&app, &caller, &scope, r).await?),
         None => None,
     };
+    let user = principal_cache::invalidate(&app, scope.tenant_id(), async {
     let user = app
-        .stores()
-        .users
-        .update_user(
-            &scope,
-            id,
-            UserPatch {
-                status: body.status,
-                roles,
-            },
-            &audit,
-        )
-        .await
-        .map_err(user_not_found)?;
-    if body.status == Some(UserStatus::Disabled) {
-        // SECURITY: disabling ends every session, so re-enabling later does not revive old tokens.
-        let user_version = app
             .stores()
             .users
-            .bump_token_version(&scope, id, &audit)
-            .await?;
-        app.stores()
-            .refresh
-            .revoke_user_families(&scope, id, time::OffsetDateTime::now_utc())
-            .await?;
-        tracing::info!(target: "security", event = "user.disabled", user = %id, token_version = user_version, "user disabled; sessions revoked");
-    }
+            .update_user(
+                &scope,
+                id,
+                UserPatch {
+                    status: body.status,
+                    roles,
+                },
+                &audit,
+            )
+            .await
+            .map_err(user_not_found)?;
+        if body.status == Some(UserStatus::Disabled) {
+            // SECURITY: disabling ends every session, so re-enabling later does not revive old tokens.
+            let user_version = app
+                .stores()
+                .users
+                .bump_token_version(&scope, id, &audit)
+                .await?;
+            app.stores()
+                .refresh
+                .revoke_user_families(&scope, id, time::OffsetDateTime::now_utc())
+                .await?;
+            tracing::info!(target: "security", event = "user.disabled", user = %id, token_version = user_version, "user disabled; sessions revoked");
+        }
+        Ok(user)
+    })
+    .await?;
     Ok(axum::Json(user.into()))
 }
 
@@ -399,10 +404,13 @@ async fn delete_user(
         });
     }
     load_manageable_user(&app, &caller, &scope, id).await?;
-    app.stores()
-        .users
-        .delete_user(&scope, id, &audit)
-        .await
-        .map_err(user_not_found)?;
+    principal_cache::invalidate(&app, scope.tenant_id(), async {
+        app.stores()
+            .users
+            .delete_user(&scope, id, &audit)
+            .await
+            .map_err(user_not_found)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

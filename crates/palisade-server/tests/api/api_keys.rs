@@ -4,7 +4,6 @@
 //! a grace period, and both credentials at once refused.
 
 use palisade_authz::{InternalRole, SystemScope};
-use palisade_store::UserPatch;
 use palisade_testkit::{Actor, Role, TestApp, each_backend, json};
 use serde_json::{Value, json};
 
@@ -158,44 +157,20 @@ async fn a_creator_losing_a_capability_takes_it_from_the_key(app: TestApp) {
             .status(),
         200
     );
-    let scope = SystemScope::internal(InternalRole::Bootstrap)
-        .tenant_scope(app.reload(acme.tenant.id).await.to_ref());
     let user = admin.user.clone().unwrap();
+    let root = app.system_admin().await.acting_on(acme.tenant.id);
+    let path = format!("/v1/users/{}", user.id);
 
     // Act: the creator becomes a member (no platform.user.read).
-    app.state
-        .stores()
-        .users
-        .update_user(
-            &scope,
-            user.id,
-            UserPatch {
-                roles: Some(vec!["member".to_owned()]),
-                ..UserPatch::default()
-            },
-            &palisade_store::AuditMeta::system("test"),
-        )
-        .await
-        .unwrap();
+    let res = root.patch(&path, &json!({"roles": ["member"]})).await;
+    assert_eq!(res.status(), 200);
 
-    // Assert
+    // Assert: at once, although the creator's principal was just cached by the key's first use.
     let res = with_key(&app.base_url, "/v1/users", key, None).await;
     expect_problem(res, 403, "authz.forbidden").await;
     // Disabled creator → the key is refused outright.
-    app.state
-        .stores()
-        .users
-        .update_user(
-            &scope,
-            user.id,
-            UserPatch {
-                status: Some(palisade_domain::UserStatus::Disabled),
-                ..UserPatch::default()
-            },
-            &palisade_store::AuditMeta::system("test"),
-        )
-        .await
-        .unwrap();
+    let res = root.patch(&path, &json!({"status": "disabled"})).await;
+    assert_eq!(res.status(), 200);
     let res = with_key(&app.base_url, "/v1/users", key, None).await;
     expect_problem(res, 401, "auth.invalid_api_key").await;
 }

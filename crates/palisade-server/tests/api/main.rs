@@ -19,6 +19,7 @@ mod isolation;
 mod limits;
 mod mfa;
 mod pipeline;
+mod principal_cache;
 mod registry;
 mod resources;
 mod roles;
