@@ -4,6 +4,10 @@
 #       capability decision, field masks, ETag over RFC 8785 JCS);
 #   W2  authenticated create: POST /v1/customers (validation, record, indexed fields, audit hash-chain
 #       entry, all in one write transaction);
+#   W4  the W1 read with an API key (X-API-Key, capability customers.read) instead of the bearer token,
+#       alternated with W1 in the same rounds (issue 7);
+#   half-load p99: W1 and W2 at half their measured median throughput, rate-controlled by `oha`
+#       (--latency-correction, so queueing delay counts), when oha is installed (`cargo install oha`);
 #   bare  bench/bare-axum reading the same row from the same SQLite file with one bound query and no
 #       authentication: the practical limit W1 is compared against.
 # W1 and W2 run on SQLite (the embedded default) and, when a PostgreSQL URL is given, on PostgreSQL (in a
@@ -21,6 +25,10 @@
 #   SKIP_BUILD=1          reuse the release binaries already built
 #   RESULTS_DIR=bench/results   where the JSON goes
 #   KEEP_TMP=1            keep the temporary directory
+#   HALF_LOAD=1           run the half-load p99 phase (needs oha; 0 to skip)
+#
+# Rate limits stay on with a quota no benchmark reaches, so the limiter's cost is measured but it never
+# answers 429 (the example palisade.toml allows a user 10 requests/s).
 #
 # Needs: wrk (installed with apt-get if missing), python3, curl, cargo, psql (for PostgreSQL).
 # Exit status: 0 ok; 1 setup failure; 3 some request failed (non-2xx or socket errors).
@@ -46,6 +54,7 @@ BARE_PORT="${BARE_PORT:-18093}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 RESULTS_DIR="${RESULTS_DIR:-$SCRIPT_DIR/results}"
 KEEP_TMP="${KEEP_TMP:-0}"
+HALF_LOAD="${HALF_LOAD:-1}"
 
 log() { printf '[resources] %s\n' "$*" >&2; }
 die() {
@@ -146,6 +155,8 @@ start_palisade() {
     export PALISADE__SERVER__LISTEN="$HOST:$PORT"
     export PALISADE__LOG__LEVEL=warn
     export PALISADE__SERVER__MAX_CONCURRENCY=4096
+    export PALISADE__RATE_LIMIT__DEFAULT__PER_SECOND=10000000
+    export PALISADE__RATE_LIMIT__DEFAULT__BURST=10000000
     if [[ "$backend" == postgres ]]; then
       export PALISADE__DATABASE__URL="$PG_URL"
       export PALISADE__DATABASE__SCHEMA="$PG_SCHEMA"
@@ -190,6 +201,37 @@ create_customer() { # sets RECORD_ID
     -H 'content-type: application/json' -d '{"name":"Ada Lovelace","email":"ada@example.com","tier":"pro"}')"
   RECORD_ID="$(json_field id <<<"$body")"
   [[ -n "$RECORD_ID" ]] || die "create failed: $body"
+}
+
+create_api_key() { # sets API_KEY (customers.read only)
+  local body
+  body="$(curl -sS -X POST "$BASE_URL/v1/api-keys" -H "authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d '{"name":"bench","capabilities":["customers.read"]}')"
+  API_KEY="$(json_field key <<<"$body")"
+  [[ -n "$API_KEY" ]] || die "API key creation failed: $body"
+}
+
+# half_load LABEL RATE URL [oha args...]: p99 at a fixed request rate; appends "LABEL rps p99_ms".
+half_load() {
+  local label="$1" rate="$2" url="$3" out p99 rps
+  shift 3
+  out="$(oha --no-tui --latency-correction -z "$DURATION" -q "$rate" -c "$CONNECTIONS" --output-format json "$@" "$url" 2>&1)" ||
+    die "oha failed: $out"
+  read -r rps p99 < <(python3 -c 'import json, sys
+d = json.loads(sys.stdin.read())
+codes = d.get("statusCodeDistribution", {})
+bad = sum(n for c, n in codes.items() if not c.startswith("2"))
+if bad or d.get("errorDistribution"):
+    print("bad", "bad")
+else:
+    print(round(d["summary"]["requestsPerSec"], 2), round(d["latencyPercentiles"]["p99"] * 1000, 3))' <<<"$out")
+  if [[ "$rps" == bad ]]; then
+    FAILED=1
+    log "$label: non-2xx responses or errors"
+    return 0
+  fi
+  printf '%s %s %s\n' "$label" "$rps" "$p99" >>"$TMP/figures"
+  log "$label: $rps req/s offered at $rate, p99 $p99 ms"
 }
 
 to_ms() {
@@ -237,9 +279,12 @@ print(c.execute("SELECT tenant_id FROM records WHERE id = ?", (sys.argv[2],)).fe
     [[ "$WARMUP" == 0 ]] || run_wrk warmup "$WARMUP" "$BARE_URL/v1/customers/$RECORD_ID"
   fi
   [[ "$WARMUP" == 0 ]] || run_wrk warmup "$WARMUP" "$read_url" "${auth[@]}"
+  local key=(-H "X-API-Key: $API_KEY")
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' "${key[@]}" "$read_url")" == 200 ]] || die "W4 probe failed"
   for ((r = 1; r <= ROUNDS; r++)); do
     if [[ "$backend" == sqlite ]]; then run_wrk bare "$DURATION" "$BARE_URL/v1/customers/$RECORD_ID"; fi
     run_wrk "w1-$backend" "$DURATION" "$read_url" "${auth[@]}"
+    run_wrk "w4-$backend" "$DURATION" "$read_url" "${key[@]}"
   done
   if [[ "$backend" == sqlite ]]; then
     stop_pid "$BARE_PID"
@@ -250,12 +295,29 @@ print(c.execute("SELECT tenant_id FROM records WHERE id = ?", (sys.argv[2],)).fe
   for ((r = 1; r <= ROUNDS; r++)); do
     run_wrk "w2-$backend" "$DURATION" "$BASE_URL/v1/customers" "${create_args[@]}"
   done
+  if [[ "$HALF_LOAD" == 1 ]]; then
+    if ! command -v oha >/dev/null 2>&1; then
+      log "oha not found (cargo install oha): skipping the half-load p99 phase"
+      return 0
+    fi
+    local w1 w2
+    w1="$(median_rps "w1-$backend")"
+    w2="$(median_rps "w2-$backend")"
+    half_load "w1-$backend-half" "$(( ${w1%.*} / 2 ))" "$read_url" "${auth[@]}"
+    half_load "w2-$backend-half" "$(( ${w2%.*} / 2 ))" "$BASE_URL/v1/customers" "${auth[@]}" \
+      -m POST -T application/json -d '{"name":"Bench Customer","tier":"pro"}'
+  fi
+}
+
+median_rps() { # median_rps LABEL: the median req/s of LABEL's runs so far
+  awk -v l="$1" '$1 == l {print $2}' "$TMP/figures" | sort -n | awk '{a[NR] = $1} END {print (NR ? a[int((NR + 1) / 2)] : 0)}'
 }
 
 : >"$TMP/figures"
 start_palisade sqlite
 sign_in
 create_customer
+create_api_key
 measure sqlite
 
 if [[ -n "$PG_URL" ]]; then
@@ -264,6 +326,7 @@ if [[ -n "$PG_URL" ]]; then
   start_palisade postgres
   sign_in
   create_customer
+  create_api_key
   measure postgres
 fi
 
@@ -285,14 +348,19 @@ summary = {
     for label, rs in runs.items()
 }
 if "bare" in summary:
-    for side in ("w1-sqlite", "w1-postgres"):
+    for side in ("w1-sqlite", "w1-postgres", "w4-sqlite", "w4-postgres"):
         if side in summary:
             summary[side]["ratio_to_bare"] = round(summary[side]["median_rps"] / summary["bare"]["median_rps"], 3)
+for backend in ("sqlite", "postgres"):
+    w1, w4 = summary.get(f"w1-{backend}"), summary.get(f"w4-{backend}")
+    if w1 and w4:
+        w4["ratio_to_w1"] = round(w4["median_rps"] / w1["median_rps"], 3)
 doc = {"benchmark": "bench/resources.sh", "rounds": int(rounds), "duration": duration,
        "connections": int(conns), "threads": int(threads), "cpus": int(cpus), "results": summary}
 json.dump(doc, open(out, "w"), indent=2)
 for label, s in summary.items():
     extra = f", {s['ratio_to_bare']:.2f} of bare" if "ratio_to_bare" in s else ""
+    extra += f", {s['ratio_to_w1']:.2f} of W1" if "ratio_to_w1" in s else ""
     print(f"{label:12} {s['median_rps']:10.0f} req/s   p99 {s['median_p99_ms']:.2f} ms{extra}")
 print(f"written: {out}")
 PY

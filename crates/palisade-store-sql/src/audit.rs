@@ -76,23 +76,23 @@ pub(crate) async fn append<D: Exec>(
     event: AuditEvent,
 ) -> StoreResult<AuditEntry> {
     let tid = tenant.to_string();
-    let seed = Query::insert()
+    // Seeds the chain's head on the tenant's first entry and reads it, locked, in one statement: the
+    // no-op `DO UPDATE` takes the row lock on PostgreSQL (as `FOR UPDATE` would) and returns the
+    // existing head; SQLite's `BEGIN IMMEDIATE` already holds the write lock.
+    let head = Query::insert()
         .into_table(AuditHeads::Table)
         .columns([AuditHeads::TenantId, AuditHeads::Seq, AuditHeads::Hash])
         .values([tid.clone().into(), 0i64.into(), GENESIS.into()])
         .map_err(|e| StoreError::Internal(Box::new(e)))?
         .on_conflict(
             OnConflict::column(AuditHeads::TenantId)
-                .do_nothing()
+                .value(
+                    AuditHeads::Seq,
+                    Expr::col((AuditHeads::Table, AuditHeads::Seq)),
+                )
                 .to_owned(),
         )
-        .take();
-    D::execute(conn, D::render(&seed)).await?;
-    let head = Query::select()
-        .columns([AuditHeads::Seq, AuditHeads::Hash])
-        .from(AuditHeads::Table)
-        .and_where(Expr::col(AuditHeads::TenantId).eq(tid.clone()))
-        .lock(LockType::Update)
+        .returning(Query::returning().columns([AuditHeads::Seq, AuditHeads::Hash]))
         .take();
     let row = D::fetch_optional(conn, D::render(&head))
         .await?

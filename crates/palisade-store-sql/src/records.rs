@@ -179,41 +179,47 @@ async fn write_index<D: Exec>(
     resource: &str,
     id: &str,
     indexed: &[(String, IndexedValue)],
+    fresh: bool,
 ) -> StoreResult<()> {
-    let clear = Query::delete()
-        .from_table(RecordFields::Table)
-        .and_where(Expr::col(RecordFields::TenantId).eq(tenant_of(scope)))
-        .and_where(Expr::col(RecordFields::Resource).eq(resource))
-        .and_where(Expr::col(RecordFields::RecordId).eq(id))
-        .take();
-    D::execute(conn, D::render(&clear)).await?;
+    // A record created in this transaction has no indexed values to clear.
+    if !fresh {
+        let clear = Query::delete()
+            .from_table(RecordFields::Table)
+            .and_where(Expr::col(RecordFields::TenantId).eq(tenant_of(scope)))
+            .and_where(Expr::col(RecordFields::Resource).eq(resource))
+            .and_where(Expr::col(RecordFields::RecordId).eq(id))
+            .take();
+        D::execute(conn, D::render(&clear)).await?;
+    }
+    if indexed.is_empty() {
+        return Ok(());
+    }
+    // Every value in one multi-row statement.
+    let mut stmt = Query::insert();
+    stmt.into_table(RecordFields::Table).columns([
+        RecordFields::TenantId,
+        RecordFields::Resource,
+        RecordFields::RecordId,
+        RecordFields::Field,
+        RecordFields::TextValue,
+        RecordFields::NumValue,
+    ]);
     for (field, value) in indexed {
         let (text, num): (Option<String>, Option<f64>) = match value {
             IndexedValue::Text(t) => (Some(t.clone()), None),
             IndexedValue::Num(n) => (None, Some(*n)),
         };
-        let stmt = Query::insert()
-            .into_table(RecordFields::Table)
-            .columns([
-                RecordFields::TenantId,
-                RecordFields::Resource,
-                RecordFields::RecordId,
-                RecordFields::Field,
-                RecordFields::TextValue,
-                RecordFields::NumValue,
-            ])
-            .values([
-                tenant_of(scope).into(),
-                resource.into(),
-                id.into(),
-                field.as_str().into(),
-                text.into(),
-                num.into(),
-            ])
-            .map_err(internal)?
-            .take();
-        D::execute(conn, D::render(&stmt)).await?;
+        stmt.values([
+            tenant_of(scope).into(),
+            resource.into(),
+            id.into(),
+            field.as_str().into(),
+            text.into(),
+            num.into(),
+        ])
+        .map_err(internal)?;
     }
+    D::execute(conn, D::render(&stmt)).await?;
     Ok(())
 }
 
@@ -332,6 +338,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
             &record.resource,
             &record.id,
             &new.keys.indexed,
+            true,
         )
         .await?;
         let ev = event("create", &record, None, Some(record.to_json()));
@@ -436,7 +443,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         }
         release_unique::<D>(&mut tx, scope, resource, id).await?;
         claim_unique::<D>(&mut tx, scope, resource, id, &keys.unique).await?;
-        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed).await?;
+        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed, false).await?;
         let ev = event("update", &new, Some(old.to_json()), Some(new.to_json()));
         crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
         commit::<D>(tx).await?;
@@ -529,7 +536,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         }
         let keys = keys_of(&new.data);
         claim_unique::<D>(&mut tx, scope, resource, id, &keys.unique).await?;
-        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed).await?;
+        write_index::<D>(&mut tx, scope, resource, id, &keys.indexed, false).await?;
         let ev = event("restore", &new, Some(old.to_json()), Some(new.to_json()));
         crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
         commit::<D>(tx).await?;
