@@ -557,6 +557,22 @@ async fn verify_otp(
         .await?
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(invalid_code)?;
+    // SECURITY: the code signs in only while it went to the user's current address: after an
+    // e-mail or phone change, a code still pending at the old address is dead.
+    let current = match challenge.channel {
+        OtpChannel::Email => Some(user.email.as_str()),
+        OtpChannel::Sms => user.phone.as_deref(),
+    };
+    let still_current = current.is_some_and(|address| {
+        auth.destination_hasher.verify(
+            format!("{}:{address}", challenge.channel.as_str()).as_bytes(),
+            &hex_decode(&challenge.destination_hash),
+        )
+    });
+    if !still_current {
+        tracing::info!(target: "security", event = "sign_in.failed", challenge = %challenge.id, "one-time code sent to an address the user no longer has");
+        return Err(invalid_code());
+    }
     let mfa = stores.mfa.get_mfa(&scope, user.id).await?;
     if mfa.is_some_and(|m| m.totp_enabled) {
         // The second factor is still owed: hand out a short-lived, single-use MFA token instead.
