@@ -39,9 +39,7 @@ impl Clock {
         let now = OffsetDateTime::now_utc();
         #[cfg(feature = "test-auth")]
         {
-            let offset = self
-                .offset_secs
-                .load(std::sync::atomic::Ordering::SeqCst);
+            let offset = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
             now.checked_add(time::Duration::seconds(offset))
                 .unwrap_or(now)
         }

@@ -1135,7 +1135,10 @@ impl Settings {
             }
         }
         if !(1..=60).contains(&sms.timeout_secs) {
-            v.push(Verdict::error("sms.timeout_secs", "must be between 1 and 60"));
+            v.push(Verdict::error(
+                "sms.timeout_secs",
+                "must be between 1 and 60",
+            ));
         }
         if let Some(from) = &sms.from
             && (from.is_empty() || from.chars().count() > 64 || from.chars().any(char::is_control))
@@ -1147,7 +1150,10 @@ impl Settings {
         }
         if let Some(body) = &sms.body {
             if !body.is_object() {
-                v.push(Verdict::error("sms.body", "must be a JSON object (a TOML table)"));
+                v.push(Verdict::error(
+                    "sms.body",
+                    "must be a JSON object (a TOML table)",
+                ));
             } else if let Some(bad) = unknown_placeholder(body) {
                 v.push(Verdict::error(
                     "sms.body",

@@ -295,7 +295,10 @@ impl SmsGateway {
     fn body_for(&self, to: &str, text: &str, code: &str) -> serde_json::Value {
         let from = self.from.as_deref().unwrap_or_default();
         match &self.body {
-            Some(template) => fill(template, &[("to", to), ("text", text), ("code", code), ("from", from)]),
+            Some(template) => fill(
+                template,
+                &[("to", to), ("text", text), ("code", code), ("from", from)],
+            ),
             None => {
                 let mut body = serde_json::json!({ "to": to, "text": text });
                 if let (Some(from), Some(map)) = (&self.from, body.as_object_mut()) {
@@ -368,9 +371,11 @@ impl CodeSender for SmsGateway {
         let body = self.body_for(destination, &text, code.expose_secret());
         let mut request = self.client.post(self.url.clone()).json(&body);
         if let Some(token) = &self.token {
-            let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                    .map_err(|_| SendError("sms.token is not a valid header value".into()))?;
+            let mut value = reqwest::header::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                token.expose_secret()
+            ))
+            .map_err(|_| SendError("sms.token is not a valid header value".into()))?;
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
@@ -399,7 +404,9 @@ impl CodeSender for SmsGateway {
     }
 
     async fn notice(&self, _email: &str, _subject: &str, _text: &str) -> Result<(), SendError> {
-        Err(SendError("the SMS gateway does not deliver e-mail notices".into()))
+        Err(SendError(
+            "the SMS gateway does not deliver e-mail notices".into(),
+        ))
     }
 }
 
@@ -450,7 +457,11 @@ mod tests {
         });
         let out = fill(
             &template,
-            &[("to", "+4915112345678"), ("text", "code {from} \"x\"}"), ("from", "Pal")],
+            &[
+                ("to", "+4915112345678"),
+                ("text", "code {from} \"x\"}"),
+                ("from", "Pal"),
+            ],
         );
         assert_eq!(
             out,

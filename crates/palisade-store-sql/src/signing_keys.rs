@@ -91,9 +91,7 @@ impl<D: Exec> SigningKeyStore for SqlSigningKeyStore<D> {
                         (SigningKeys::RetireAt, to_micros(retire_previous_at)?.into()),
                     ])
                     .and_where(Expr::col(SigningKeys::Kid).eq(expected))
-                    .and_where(
-                        Expr::col(SigningKeys::Status).eq(SigningKeyStatus::Active.as_str()),
-                    )
+                    .and_where(Expr::col(SigningKeys::Status).eq(SigningKeyStatus::Active.as_str()))
                     .take())
             })
             .transpose()?;

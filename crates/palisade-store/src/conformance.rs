@@ -981,7 +981,12 @@ pub async fn user_email_unique_per_tenant(stores: &Stores) {
     assert_conflict(
         stores
             .users
-            .update_user(&scope(&a), in_a.id, patch(Some("other@example.com"), None), audit_meta())
+            .update_user(
+                &scope(&a),
+                in_a.id,
+                patch(Some("other@example.com"), None),
+                audit_meta(),
+            )
             .await,
         "users.tenant_id_email",
     );
@@ -998,7 +1003,11 @@ pub async fn user_email_unique_per_tenant(stores: &Stores) {
         "users.tenant_id_phone",
     );
     assert_eq!(
-        stores.users.get_user(&scope(&a), in_a.id).await.expect("get"),
+        stores
+            .users
+            .get_user(&scope(&a), in_a.id)
+            .await
+            .expect("get"),
         Some(in_a.clone()),
         "a refused change (status included) changed nothing"
     );

@@ -261,7 +261,8 @@ async fn start_otp(
             "must be email or sms",
         ));
     }
-    if channel == Some(OtpChannel::Sms) && settings.sender == "smtp" && app.settings().sms.is_none() {
+    if channel == Some(OtpChannel::Sms) && settings.sender == "smtp" && app.settings().sms.is_none()
+    {
         errors.push(FieldError::new(
             "channel",
             "unavailable",
@@ -623,8 +624,8 @@ async fn refresh_token(
     let next = palisade_crypto::otp::opaque_token("prt_");
     let next_hash = hex(&auth.refresh_hasher.hash(next.expose_secret().as_bytes()));
     let now = app.now();
-    let expires =
-        now + time::Duration::seconds(i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0));
+    let expires = now
+        + time::Duration::seconds(i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0));
     let outcome = app
         .stores()
         .refresh

@@ -134,8 +134,8 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
             "Change a user's status, roles, e-mail or phone",
             "users",
         )
-            .body::<UpdateUserRequest>()
-            .ok::<UserView>(200),
+        .body::<UpdateUserRequest>()
+        .ok::<UserView>(200),
         update_user,
     )
     .delete(

@@ -237,12 +237,14 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
 
     // A taken kid is refused, and the refused rotation did not demote k3.
     assert_conflict(
-        keys.insert_active_key(&system, Some("k3"), key("k2"), t).await,
+        keys.insert_active_key(&system, Some("k3"), key("k2"), t)
+            .await,
         "signing_keys.kid",
     );
     // SECURITY: a rotation that read a stale active key (k2, or "none yet") is refused whole.
     assert_conflict(
-        keys.insert_active_key(&system, Some("k2"), key("k4"), t).await,
+        keys.insert_active_key(&system, Some("k2"), key("k4"), t)
+            .await,
         "signing_keys.status",
     );
     assert_conflict(
@@ -250,7 +252,8 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
         "signing_keys.status",
     );
     assert_conflict(
-        keys.insert_active_key(&system, Some("nope"), key("k4"), t).await,
+        keys.insert_active_key(&system, Some("nope"), key("k4"), t)
+            .await,
         "signing_keys.status",
     );
     assert!(
@@ -367,7 +370,11 @@ pub async fn at_most_one_signing_key_is_active_under_concurrent_rotations(stores
                 Err(other) => panic!("{kid}: expected Ok or Conflict, got {other:?}"),
             }
         }
-        assert_eq!(won.len(), 1, "round {round}: exactly one rotation commits: {won:?}");
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one rotation commits: {won:?}"
+        );
 
         let listed = all_keys(stores).await;
         let active: Vec<&SigningKey> = listed
