@@ -105,6 +105,22 @@ impl KeyRing {
         // The compare-and-set reads the store, not this ring's copy: another instance may have
         // rotated since this one last loaded.
         let expected = self.store.active_key().await?.map(|k| k.kid);
+        self.rotate_from(expected.as_deref(), max_token_lifetime)
+            .await
+    }
+
+    /// Replaces the active key `expected` (`None`: there is none yet) with a new one: the
+    /// compare-and-set behind [`KeyRing::rotate`], for callers that already know which key they
+    /// mean to replace.
+    ///
+    /// # Errors
+    /// [`KeyRingError::RotationRaced`] when `expected` is no longer the active key (nothing changed;
+    /// the ring reloaded), other [`KeyRingError`]s when the store or key material fails.
+    pub async fn rotate_from(
+        &self,
+        expected: Option<&str>,
+        max_token_lifetime: time::Duration,
+    ) -> Result<String, KeyRingError> {
         let key = Es512SigningKey::generate().map_err(|e| KeyRingError::Material(e.to_string()))?;
         let kid = key.kid().to_owned();
         let pkcs8 = key.to_pkcs8();
@@ -117,7 +133,7 @@ impl KeyRing {
             .store
             .insert_active_key(
                 &system,
-                expected.as_deref(),
+                expected,
                 NewSigningKey {
                     kid: kid.clone(),
                     public_jwk: key.public_jwk().to_string(),

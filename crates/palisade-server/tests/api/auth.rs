@@ -380,8 +380,12 @@ async fn two_instances_rotating_at_once_leave_exactly_one_new_active_key(app: Te
     let two = sibling.state.auth().tokens.keys().clone();
     let ttl = time::Duration::seconds(900);
 
-    // Act: both rotate at once (as `palisade keys rotate` beside a server would).
-    let (a, b) = tokio::join!(one.rotate(ttl), two.rotate(ttl));
+    // Act: both replace the key they saw active, at once (as `palisade keys rotate` beside a server
+    // would). Whatever the interleaving, only one compare-and-set can hold.
+    let (a, b) = tokio::join!(
+        one.rotate_from(Some(&old_kid), ttl),
+        two.rotate_from(Some(&old_kid), ttl)
+    );
 
     // Assert: one wins, the other is refused cleanly.
     let winner = match (a, b) {
@@ -423,7 +427,56 @@ async fn two_instances_rotating_at_once_leave_exactly_one_new_active_key(app: Te
     }
 }
 
+async fn many_racing_rotations_never_leave_zero_or_two_active_keys(app: TestApp) {
+    use palisade_server::auth::keyring::KeyRingError;
+    use palisade_store::SigningKeyStatus;
+    let sibling = app.spawn_sibling(|_| {}).await;
+    let ttl = time::Duration::seconds(900);
+    let rings = [
+        app.state.auth().tokens.keys().clone(),
+        sibling.state.auth().tokens.keys().clone(),
+    ];
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let ring = rings[i % 2].clone();
+            tokio::spawn(async move { ring.rotate(ttl).await })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(kid) => committed.push(kid),
+            Err(KeyRingError::RotationRaced) => {}
+            Err(other) => panic!("a racing rotation failed otherwise: {other}"),
+        }
+    }
+    assert!(!committed.is_empty());
+    let keys = app
+        .state
+        .stores()
+        .signing_keys
+        .list_keys(&palisade_authz::SystemScope::internal(
+            palisade_authz::InternalRole::KeyRotation,
+        ))
+        .await
+        .unwrap();
+    let active = keys
+        .iter()
+        .filter(|k| k.status == SigningKeyStatus::Active)
+        .count();
+    assert_eq!(active, 1, "{keys:?}");
+    assert_eq!(
+        keys.len(),
+        committed.len() + 1,
+        "only committed rotations left a key (plus the first key): {keys:?}"
+    );
+    for kid in &committed {
+        assert!(keys.iter().any(|k| &k.kid == kid));
+    }
+}
+
 each_backend!(
+    many_racing_rotations_never_leave_zero_or_two_active_keys,
     two_instances_rotating_at_once_leave_exactly_one_new_active_key,
     a_logout_on_one_instance_is_seen_by_another_sharing_redis,
     an_unreachable_revocation_list_fails_closed,
