@@ -1612,6 +1612,80 @@ mod tests {
     }
 
     #[test]
+    fn sms_settings_parse_resolve_the_token_file_and_are_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("sms-token");
+        std::fs::write(&token, "gw-token-value\n").unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[sms]\nurl = \"https://sms.example.com/v1/messages\"\ntoken_file = \"{}\"\nfrom = \"Palisade\"\n\
+                 [sms.body]\nrecipient = \"{{to}}\"\nmessage = \"{{text}}\"\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        let sms = s.sms.clone().unwrap();
+        assert_eq!(sms.token.unwrap().expose_secret(), "gw-token-value");
+        assert_eq!(sms.timeout_secs, 10);
+        assert_eq!(sms.body.unwrap()["recipient"], "{to}");
+        assert!(!Settings::has_errors(&s.verdicts()), "{:?}", s.verdicts());
+        assert!(
+            !format!("{:?}", s.sms).contains("gw-token-value"),
+            "Debug hides the token"
+        );
+
+        let judged = |mode: Mode, edit: &dyn Fn(&mut SmsSettings)| {
+            let mut s = s.clone();
+            s.mode = mode;
+            if let Some(sms) = s.sms.as_mut() {
+                edit(sms);
+            }
+            s.verdicts()
+                .into_iter()
+                .filter(|v| v.setting.starts_with("sms"))
+                .map(|v| (v.level, v.setting))
+                .collect::<Vec<_>>()
+        };
+        let http = |s: &mut SmsSettings| s.url = "http://127.0.0.1:9000/send".into();
+        assert_eq!(
+            judged(Mode::Production, &http),
+            [(Level::Error, "sms.url".to_owned())]
+        );
+        assert_eq!(
+            judged(Mode::Development, &http),
+            [(Level::Warning, "sms.url".to_owned())]
+        );
+        for bad_url in ["ftp://x/y", "not a url", "https://user:pw@sms.example.com/"] {
+            let v = judged(Mode::Development, &|s| s.url = bad_url.into());
+            assert_eq!(v, [(Level::Error, "sms.url".to_owned())], "{bad_url}");
+        }
+        assert_eq!(
+            judged(Mode::Production, &|s| s.token = None),
+            [(Level::Error, "sms.token".to_owned())]
+        );
+        assert_eq!(
+            judged(Mode::Development, &|s| s.timeout_secs = 0),
+            [(Level::Error, "sms.timeout_secs".to_owned())]
+        );
+        for body in [
+            serde_json::json!("{text}"),
+            serde_json::json!({"to": "{to}"}),
+            serde_json::json!({"text": "{text} {secret}"}),
+        ] {
+            let v = judged(Mode::Development, &|s| s.body = Some(body.clone()));
+            assert_eq!(v, [(Level::Error, "sms.body".to_owned())], "{body}");
+        }
+        std::fs::write(&file, "[sms]\nurl = \"https://x.example\"\ntokn = \"t\"\n").unwrap();
+        assert!(
+            Settings::load_from(Some(&file), &Overrides::default(), env()).is_err(),
+            "a typo in [sms] is refused"
+        );
+    }
+
+    #[test]
     fn url_passwords_are_redacted() {
         assert_eq!(
             redact_url_password("postgres://app:hunter2@db/x"),
