@@ -383,7 +383,7 @@ pub async fn at_most_one_signing_key_is_active_under_concurrent_rotations(stores
             .collect();
         assert_eq!(active.len(), 1, "round {round}: {listed:?}");
         let active_kid = active.first().map(|k| k.kid.clone()).unwrap_or_default();
-        assert_eq!(won, [active_kid.clone()]);
+        assert_eq!(won, std::slice::from_ref(&active_kid));
         for kid in &names {
             if !won.contains(kid) {
                 assert!(
