@@ -154,27 +154,49 @@ pub async fn auth_context(
         leeway: std::time::Duration::from_secs(settings.auth.leeway_secs.min(60)),
         cache_verifications: settings.auth.cache_verifications,
     };
+    let clock = crate::clock::Clock::system();
     let tokens = Arc::new(TokenService::new(
         Arc::new(keys),
         state.revocations.clone(),
         rules,
+        clock.clone(),
     ));
     Ok(AuthContext {
         tokens,
         state,
-        sender: match (settings.auth.otp.sender.as_str(), &settings.auth.otp.smtp) {
-            ("smtp", Some(smtp)) => Arc::new(
-                crate::notify::Smtp::new(smtp, settings.auth.otp.code_ttl_secs)
-                    .map_err(|e| BuildError::Config(format!("auth.otp.smtp: {e}")))?,
-            ),
-            _ => Arc::new(Outbox::new(settings.data_dir.join("outbox.ndjson"))),
-        },
+        sender: code_sender(settings)?,
         code_hasher: KeyedHasher::new(master.derive("palisade/otp-code/v1")),
         destination_hasher: KeyedHasher::new(master.derive("palisade/otp-destination/v1")),
         refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),
         recovery_hasher: KeyedHasher::new(master.derive("palisade/recovery-code/v1")),
         api_key_hasher: KeyedHasher::new(master.derive("palisade/api-key/v1")),
         totp_key: master.derive("palisade/totp/v1"),
+        clock,
+    })
+}
+
+/// The code sender: e-mail by `auth.otp.sender` (SMTP, else the development outbox); SMS through the
+/// `[sms]` gateway when one is configured, else the same sender as e-mail (the outbox records both in
+/// development; with SMTP, `otp/start` refuses the SMS channel).
+fn code_sender(settings: &Settings) -> Result<Arc<dyn crate::notify::CodeSender>, BuildError> {
+    let ttl = settings.auth.otp.code_ttl_secs;
+    let email: Arc<dyn crate::notify::CodeSender> =
+        match (settings.auth.otp.sender.as_str(), &settings.auth.otp.smtp) {
+            ("smtp", Some(smtp)) => Arc::new(
+                crate::notify::Smtp::new(smtp, ttl)
+                    .map_err(|e| BuildError::Config(format!("auth.otp.smtp: {e}")))?,
+            ),
+            _ => Arc::new(Outbox::new(settings.data_dir.join("outbox.ndjson"))),
+        };
+    Ok(match &settings.sms {
+        Some(sms) => Arc::new(crate::notify::Routed {
+            email,
+            sms: Arc::new(
+                crate::notify::SmsGateway::new(sms, ttl)
+                    .map_err(|e| BuildError::Config(format!("sms: {e}")))?,
+            ),
+        }),
+        None => email,
     })
 }
 

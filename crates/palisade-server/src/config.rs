@@ -427,6 +427,37 @@ impl Default for OtpSettings {
     }
 }
 
+/// `[sms]`: an HTTPS SMS gateway that delivers one-time codes sent by SMS (e-mail keeps going to
+/// `auth.otp.sender`). Each code is one JSON `POST` to `url` with `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The gateway endpoint. `https://` is required in production; plain `http://` is accepted in
+    /// development only (local test gateways).
+    pub url: String,
+    /// The bearer token (a secret; or `token_file`). Required in production.
+    #[serde(default, serialize_with = "serialize_secret_opt")]
+    pub token: Option<SecretString>,
+    /// A file holding the token.
+    pub token_file: Option<PathBuf>,
+    /// Sender id or number, sent as `from` (omitted when unset).
+    pub from: Option<String>,
+    /// Seconds before a request is abandoned (1–60, default 10).
+    #[serde(default = "default_sms_timeout_secs")]
+    pub timeout_secs: u64,
+    /// The JSON body to send instead of the fixed `{"to","text","from"?}`: a JSON object whose string
+    /// values may hold the placeholders `{to}`, `{text}`, `{code}` and `{from}` (substituted as JSON
+    /// strings, so a value can never break out of its string).
+    pub body: Option<serde_json::Value>,
+}
+
+fn default_sms_timeout_secs() -> u64 {
+    10
+}
+
+/// The placeholders an `[sms] body` template may use.
+pub const SMS_PLACEHOLDERS: &[&str] = &["to", "text", "code", "from"];
+
 /// One GCRA quota: `per_second` sustained, `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -559,6 +590,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// `[waf]`.
     pub waf: WafSettings,
+    /// `[sms]`: the SMS gateway, when codes may be sent by SMS.
+    pub sms: Option<SmsSettings>,
     /// `[[resource]]`: the declared resources served at `/v1/{name}` (checked by [`Settings::verdicts`]).
     #[serde(rename = "resource")]
     pub resources: Vec<palisade_domain::resource::ResourceDecl>,
@@ -587,6 +620,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             rate_limit: RateLimitSettings::default(),
             waf: WafSettings::default(),
+            sms: None,
             resources: Vec::new(),
             pending: std::collections::BTreeMap::new(),
         }
@@ -777,6 +811,16 @@ impl Settings {
                 ));
             }
             smtp.password = Some(read_secret_file("auth.otp.smtp.password_file", &path)?);
+        }
+        if let Some(sms) = self.sms.as_mut()
+            && let Some(path) = sms.token_file.clone()
+        {
+            if sms.token.is_some() {
+                return Err(ConfigError::Invalid(
+                    "sms.token and sms.token_file are both set; set one".to_owned(),
+                ));
+            }
+            sms.token = Some(read_secret_file("sms.token_file", &path)?);
         }
         if let Some(path) = self.database.url_file.clone() {
             if self.database.url.is_some() {
@@ -1027,9 +1071,10 @@ impl Settings {
             "none" => v.push(Verdict::warning("auth.otp.sender", "is `none`: one-time-code sign-in is disabled")),
             _ => v.push(Verdict::error(
                 "auth.otp.sender",
-                "must be `smtp`, `outbox` (development) or `none` (an SMS gateway is not in this build yet)",
+                "must be `smtp`, `outbox` (development) or `none` (codes sent by SMS go to the gateway in [sms])",
             )),
         }
+        self.judge_sms(&mut v);
         if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
             v.push(Verdict::warning(
                 "metrics.allowed_ips",
@@ -1051,6 +1096,86 @@ impl Settings {
             }
         }
         v
+    }
+
+    /// `[sms]`.
+    fn judge_sms(&self, v: &mut Vec<Verdict>) {
+        let Some(sms) = &self.sms else {
+            return;
+        };
+        let prod = self.mode == Mode::Production;
+        match reqwest::Url::parse(&sms.url) {
+            Err(_) => v.push(Verdict::error("sms.url", "must be an https:// URL")),
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => {
+                v.push(Verdict::error("sms.url", "must name a host"));
+            }
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => v.push(
+                Verdict::error("sms.url", "must not carry credentials; use sms.token"),
+            ),
+            Ok(url) => match url.scheme() {
+                "https" => {}
+                "http" if prod => v.push(Verdict::error(
+                    "sms.url",
+                    "must be https:// in production: codes and the token would travel in clear text",
+                )),
+                "http" => v.push(Verdict::warning(
+                    "sms.url",
+                    "is plain http://: codes and the token travel in clear text (production refuses it)",
+                )),
+                _ => v.push(Verdict::error("sms.url", "must be an https:// URL")),
+            },
+        }
+        if sms.token.is_none() {
+            if prod {
+                v.push(Verdict::error(
+                    "sms.token",
+                    "is not set; production needs the gateway's bearer token (sms.token or sms.token_file)",
+                ));
+            } else {
+                v.push(Verdict::warning(
+                    "sms.token",
+                    "is not set: requests to the gateway carry no Authorization header",
+                ));
+            }
+        }
+        if !(1..=60).contains(&sms.timeout_secs) {
+            v.push(Verdict::error(
+                "sms.timeout_secs",
+                "must be between 1 and 60",
+            ));
+        }
+        if let Some(from) = &sms.from
+            && (from.is_empty() || from.chars().count() > 64 || from.chars().any(char::is_control))
+        {
+            v.push(Verdict::error(
+                "sms.from",
+                "must be 1 to 64 characters without control characters",
+            ));
+        }
+        if let Some(body) = &sms.body {
+            if !body.is_object() {
+                v.push(Verdict::error(
+                    "sms.body",
+                    "must be a JSON object (a TOML table)",
+                ));
+            } else if let Some(bad) = unknown_placeholder(body) {
+                v.push(Verdict::error(
+                    "sms.body",
+                    format!("uses the unknown placeholder `{{{bad}}}`; known: {{to}}, {{text}}, {{code}}, {{from}}"),
+                ));
+            } else if !(mentions(body, "{text}") || mentions(body, "{code}")) {
+                v.push(Verdict::error(
+                    "sms.body",
+                    "must contain `{text}` or `{code}`, else the code never reaches the user",
+                ));
+            }
+        }
+        if self.auth.otp.sender == "none" {
+            v.push(Verdict::warning(
+                "sms",
+                "is set but auth.otp.sender is `none`: no code is sent at all",
+            ));
+        }
     }
 
     /// `[rate_limit]` and `[waf]`.
@@ -1170,6 +1295,40 @@ const UNREACHABLE_QUOTA: RateQuota = RateQuota {
     per_second: 1_000_000,
     burst: 1_000_000,
 };
+
+/// Whether any string in `value` contains `needle`.
+fn mentions(value: &serde_json::Value, needle: &str) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains(needle),
+        serde_json::Value::Array(a) => a.iter().any(|v| mentions(v, needle)),
+        serde_json::Value::Object(o) => o.values().any(|v| mentions(v, needle)),
+        _ => false,
+    }
+}
+
+/// The first `{name}` in a string of `value` that is not one of [`SMS_PLACEHOLDERS`].
+fn unknown_placeholder(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(open) = rest.find('{') {
+                let after = rest.get(open + 1..).unwrap_or_default();
+                let Some(close) = after.find('}') else {
+                    break;
+                };
+                let name = after.get(..close).unwrap_or_default();
+                if !SMS_PLACEHOLDERS.contains(&name) {
+                    return Some(name.chars().take(32).collect());
+                }
+                rest = after.get(close + 1..).unwrap_or_default();
+            }
+            None
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(unknown_placeholder),
+        serde_json::Value::Object(o) => o.values().find_map(unknown_placeholder),
+        _ => None,
+    }
+}
 
 fn read_secret_file(setting: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
     let raw = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
@@ -1454,6 +1613,80 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn sms_settings_parse_resolve_the_token_file_and_are_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("sms-token");
+        std::fs::write(&token, "gw-token-value\n").unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[sms]\nurl = \"https://sms.example.com/v1/messages\"\ntoken_file = \"{}\"\nfrom = \"Palisade\"\n\
+                 [sms.body]\nrecipient = \"{{to}}\"\nmessage = \"{{text}}\"\n",
+                token.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&file), &Overrides::default(), env()).unwrap();
+        let sms = s.sms.clone().unwrap();
+        assert_eq!(sms.token.unwrap().expose_secret(), "gw-token-value");
+        assert_eq!(sms.timeout_secs, 10);
+        assert_eq!(sms.body.unwrap()["recipient"], "{to}");
+        assert!(!Settings::has_errors(&s.verdicts()), "{:?}", s.verdicts());
+        assert!(
+            !format!("{:?}", s.sms).contains("gw-token-value"),
+            "Debug hides the token"
+        );
+
+        let judged = |mode: Mode, edit: &dyn Fn(&mut SmsSettings)| {
+            let mut s = s.clone();
+            s.mode = mode;
+            if let Some(sms) = s.sms.as_mut() {
+                edit(sms);
+            }
+            s.verdicts()
+                .into_iter()
+                .filter(|v| v.setting.starts_with("sms"))
+                .map(|v| (v.level, v.setting))
+                .collect::<Vec<_>>()
+        };
+        let http = |s: &mut SmsSettings| s.url = "http://127.0.0.1:9000/send".into();
+        assert_eq!(
+            judged(Mode::Production, &http),
+            [(Level::Error, "sms.url".to_owned())]
+        );
+        assert_eq!(
+            judged(Mode::Development, &http),
+            [(Level::Warning, "sms.url".to_owned())]
+        );
+        for bad_url in ["ftp://x/y", "not a url", "https://user:pw@sms.example.com/"] {
+            let v = judged(Mode::Development, &|s| s.url = bad_url.into());
+            assert_eq!(v, [(Level::Error, "sms.url".to_owned())], "{bad_url}");
+        }
+        assert_eq!(
+            judged(Mode::Production, &|s| s.token = None),
+            [(Level::Error, "sms.token".to_owned())]
+        );
+        assert_eq!(
+            judged(Mode::Development, &|s| s.timeout_secs = 0),
+            [(Level::Error, "sms.timeout_secs".to_owned())]
+        );
+        for body in [
+            serde_json::json!("{text}"),
+            serde_json::json!({"to": "{to}"}),
+            serde_json::json!({"text": "{text} {secret}"}),
+        ] {
+            let v = judged(Mode::Development, &|s| s.body = Some(body.clone()));
+            assert_eq!(v, [(Level::Error, "sms.body".to_owned())], "{body}");
+        }
+        std::fs::write(&file, "[sms]\nurl = \"https://x.example\"\ntokn = \"t\"\n").unwrap();
+        assert!(
+            Settings::load_from(Some(&file), &Overrides::default(), env()).is_err(),
+            "a typo in [sms] is refused"
+        );
     }
 
     #[test]

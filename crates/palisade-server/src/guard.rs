@@ -26,7 +26,6 @@ use palisade_authz::{
     RoleGraph, SystemScope, TenantRef, decide,
 };
 use palisade_domain::{TenantId, UserStatus};
-use time::OffsetDateTime;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -234,7 +233,7 @@ pub async fn authorize_principal(
         &target,
         capability,
         app.capabilities(),
-        OffsetDateTime::now_utc(),
+        app.now(),
         app.step_up_max_age(),
     ) {
         Decision::Allow(scope) => Ok(scope),

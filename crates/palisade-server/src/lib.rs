@@ -10,6 +10,7 @@ pub mod audit_jobs;
 pub mod auth;
 pub mod authn;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod export;

@@ -37,6 +37,7 @@ pub struct Metrics {
     waf_violations: Family<WafLabels, Counter>,
     waf_blocks: Counter<u64, AtomicU64>,
     failed_logins: Counter<u64, AtomicU64>,
+    notify_failures: Family<ChannelLabels, Counter>,
     limiter_degraded: Gauge<i64, std::sync::atomic::AtomicI64>,
     limiter_fallbacks: Gauge<i64, std::sync::atomic::AtomicI64>,
     security: SecurityStats,
@@ -47,6 +48,13 @@ pub struct Metrics {
 pub struct WafLabels {
     /// e.g. `waf.too_deep`.
     pub code: String,
+}
+
+/// Labels of a delivery-failure series: the channel (`email` or `sms`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// `email` or `sms`.
+    pub channel: String,
 }
 
 impl Default for Metrics {
@@ -96,8 +104,14 @@ impl Metrics {
         let waf_violations = Family::<WafLabels, Counter>::default();
         let waf_blocks = Counter::default();
         let failed_logins = Counter::default();
+        let notify_failures = Family::<ChannelLabels, Counter>::default();
         let limiter_degraded = Gauge::default();
         let limiter_fallbacks = Gauge::default();
+        registry.register(
+            "notify_failures",
+            "One-time codes and security notices the sender could not deliver, by channel",
+            notify_failures.clone(),
+        );
         registry.register(
             "rate_limited",
             "Requests refused by the rate limiter (429)",
@@ -139,6 +153,7 @@ impl Metrics {
             waf_violations,
             waf_blocks,
             failed_logins,
+            notify_failures,
             limiter_degraded,
             limiter_fallbacks,
             security: SecurityStats::new(),
@@ -200,6 +215,25 @@ impl Metrics {
     pub fn record_failed_login(&self) {
         self.failed_logins.inc();
         self.security.record(SecurityEvent::FailedLogin);
+    }
+
+    /// A code or notice could not be delivered over `channel` (`email` or `sms`).
+    pub fn record_notify_failure(&self, channel: &str) {
+        self.notify_failures
+            .get_or_create(&ChannelLabels {
+                channel: channel.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Delivery failures so far over `channel`.
+    #[must_use]
+    pub fn notify_failures(&self, channel: &str) -> u64 {
+        self.notify_failures
+            .get_or_create(&ChannelLabels {
+                channel: channel.to_owned(),
+            })
+            .get()
     }
 
     /// The limiter's health after a decision.

@@ -120,6 +120,19 @@ impl AppState {
         &self.inner.auth
     }
 
+    /// The clock for authentication-time decisions (OTP and MFA-token expiry, TOTP steps, `auth_time`,
+    /// the step-up window, token lifetimes). The system clock; only the test kit can move it.
+    #[must_use]
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.inner.auth.clock
+    }
+
+    /// The clock's current time.
+    #[must_use]
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.inner.auth.clock.now()
+    }
+
     /// The route registry (set once the router is built).
     #[must_use]
     pub fn routes(&self) -> Option<&RouteRegistry> {

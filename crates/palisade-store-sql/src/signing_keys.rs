@@ -3,10 +3,15 @@
 //! Invariants:
 //! - Signing keys are deployment-wide, not tenant-owned, so no statement filters by tenant. Writes take
 //!   a `SystemScope`; its role is logged with each rotation and retirement (the kid, never key material).
-//! - SECURITY: at most one key is `active`: the partial unique index `signing_keys.status` refuses a
-//!   second one, so two overlapping rotations cannot both commit (the loser's transaction, including
-//!   its demotion of the old key, rolls back). A rotation demotes the old key and inserts the new one
-//!   in one transaction, so readers never see zero or two active keys.
+//! - SECURITY: a rotation is a compare-and-set on the active key's `kid`: the demotion
+//!   `UPDATE … SET status = 'retiring' WHERE kid = $expected AND status = 'active'` must affect exactly
+//!   one row, else the transaction rolls back with `Conflict` on `signing_keys.status`. So two rotations
+//!   that read the same active key cannot both commit, whether the backend runs them concurrently
+//!   (PostgreSQL: the second waits on the row lock, then re-checks the row and finds it `retiring`) or
+//!   one after the other (SQLite's `BEGIN IMMEDIATE`). The partial unique index `signing_keys.status`
+//!   (at most one `active` row) backs this up, and decides the race for the very first key. A rotation
+//!   demotes the old key and inserts the new one in one transaction, so readers never see zero or two
+//!   active keys.
 //! - SECURITY: retiring a key overwrites its sealed private part with `''` in the same statement that
 //!   marks it retired; the schema refuses a retired key that still holds one.
 
@@ -70,20 +75,26 @@ impl<D: Exec> SigningKeyStore for SqlSigningKeyStore<D> {
     async fn insert_active_key(
         &self,
         system: &SystemScope,
+        expected_active: Option<&str>,
         key: NewSigningKey,
         retire_previous_at: OffsetDateTime,
     ) -> StoreResult<()> {
-        let demote = Query::update()
-            .table(SigningKeys::Table)
-            .values([
-                (
-                    SigningKeys::Status,
-                    SigningKeyStatus::Retiring.as_str().into(),
-                ),
-                (SigningKeys::RetireAt, to_micros(retire_previous_at)?.into()),
-            ])
-            .and_where(Expr::col(SigningKeys::Status).eq(SigningKeyStatus::Active.as_str()))
-            .take();
+        let demote = expected_active
+            .map(|expected| -> StoreResult<_> {
+                Ok(Query::update()
+                    .table(SigningKeys::Table)
+                    .values([
+                        (
+                            SigningKeys::Status,
+                            SigningKeyStatus::Retiring.as_str().into(),
+                        ),
+                        (SigningKeys::RetireAt, to_micros(retire_previous_at)?.into()),
+                    ])
+                    .and_where(Expr::col(SigningKeys::Kid).eq(expected))
+                    .and_where(Expr::col(SigningKeys::Status).eq(SigningKeyStatus::Active.as_str()))
+                    .take())
+            })
+            .transpose()?;
         let insert = Query::insert()
             .into_table(SigningKeys::Table)
             .columns([
@@ -103,12 +114,19 @@ impl<D: Exec> SigningKeyStore for SqlSigningKeyStore<D> {
             .map_err(|e| StoreError::Internal(Box::new(e)))?
             .take();
 
-        // Demote, then insert. An overlapping rotation on PostgreSQL waits (on the old key's row lock,
-        // or on the new key's index entry when there was no old key), then finds the winner's key
-        // active and fails on the one-active index: `Conflict`, and the whole transaction rolls back.
-        // SQLite's `BEGIN IMMEDIATE` runs rotations one after the other instead.
+        // Compare-and-set, then insert. With an expected key, the demotion must hit exactly that row
+        // while it is still active; an overlapping rotation on PostgreSQL waits on the row lock and
+        // then finds it `retiring` (0 rows), on SQLite it runs after the winner committed and finds
+        // the same. Without one (the first key), the one-active index refuses every insert but the
+        // first. Either way the loser's transaction is dropped, which rolls it back.
         let mut tx = begin_write::<D>(&self.pool).await?;
-        D::execute(&mut tx, D::render(&demote)).await?;
+        if let Some(demote) = &demote
+            && D::execute(&mut tx, D::render(demote)).await? != 1
+        {
+            return Err(StoreError::Conflict {
+                constraint: "signing_keys.status".to_owned(),
+            });
+        }
         D::execute(&mut tx, D::render(&insert)).await?;
         commit::<D>(tx).await?;
         tracing::info!(

@@ -333,6 +333,12 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
         if let Some(status) = patch.status {
             update.value(Users::Status, status.as_str());
         }
+        if let Some(email) = &patch.email {
+            update.value(Users::Email, email.as_str());
+        }
+        if let Some(phone) = &patch.phone {
+            update.value(Users::Phone, phone.as_deref());
+        }
         let replace_roles = match patch.roles {
             Some(roles) => {
                 let delete = Query::delete()

@@ -844,6 +844,7 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
                     UserPatch {
                         status: Some(UserStatus::Disabled),
                         roles: Some(vec!["owner".to_owned()]),
+                        ..UserPatch::default()
                     },
                     audit_meta(),
                 )
@@ -871,6 +872,7 @@ pub async fn user_crud_is_scoped_to_the_tenant(stores: &Stores) {
             UserPatch {
                 status: Some(UserStatus::Disabled),
                 roles: None,
+                ..UserPatch::default()
             },
             audit_meta(),
         )
@@ -940,20 +942,127 @@ pub async fn user_email_unique_per_tenant(stores: &Stores) {
     assert_ne!(in_a.id, in_b.id);
 
     // Each tenant finds its own.
-    let found_a = stores
+    let found_a: Option<User> = stores
         .users
         .find_user_by_email(&scope(&a), "same@example.com")
         .await
         .expect("find");
-    assert_eq!(found_a, Some(in_a));
+    assert_eq!(found_a, Some(in_a.clone()));
     let found_b = stores
         .users
         .find_user_by_email(&scope(&b), "same@example.com")
         .await
         .expect("find");
-    assert_eq!(found_b, Some(in_b));
+    assert_eq!(found_b, Some(in_b.clone()));
     let (users_a, _) = list_all_users(stores, &scope(&a), 10).await;
     assert_eq!(users_a.len(), 1, "the refused insert left nothing behind");
+
+    // Changing an e-mail or phone: unique per tenant too, and a refused change changes nothing.
+    let in_a = found_a.expect("in a");
+    let other = stores
+        .users
+        .create_user(
+            &scope(&a),
+            NewUser {
+                email: "other@example.com".to_owned(),
+                phone: Some("+4915100000001".to_owned()),
+                roles: Vec::new(),
+            },
+            audit_meta(),
+        )
+        .await
+        .expect("other");
+    let patch = |email: Option<&str>, phone: Option<Option<&str>>| UserPatch {
+        email: email.map(str::to_owned),
+        phone: phone.map(|p| p.map(str::to_owned)),
+        status: Some(UserStatus::Disabled),
+        ..UserPatch::default()
+    };
+    assert_conflict(
+        stores
+            .users
+            .update_user(
+                &scope(&a),
+                in_a.id,
+                patch(Some("other@example.com"), None),
+                audit_meta(),
+            )
+            .await,
+        "users.tenant_id_email",
+    );
+    assert_conflict(
+        stores
+            .users
+            .update_user(
+                &scope(&a),
+                in_a.id,
+                patch(Some("fresh@example.com"), Some(Some("+4915100000001"))),
+                audit_meta(),
+            )
+            .await,
+        "users.tenant_id_phone",
+    );
+    assert_eq!(
+        stores
+            .users
+            .get_user(&scope(&a), in_a.id)
+            .await
+            .expect("get"),
+        Some(in_a.clone()),
+        "a refused change (status included) changed nothing"
+    );
+    // The e-mail taken in tenant b does not matter in tenant a, and vice versa.
+    let changed = stores
+        .users
+        .update_user(
+            &scope(&b),
+            in_b.id,
+            UserPatch {
+                email: Some("other@example.com".to_owned()),
+                phone: Some(Some("+4915100000001".to_owned())),
+                ..UserPatch::default()
+            },
+            audit_meta(),
+        )
+        .await
+        .expect("same e-mail and phone in another tenant");
+    assert_eq!(changed.email, "other@example.com");
+    assert_eq!(changed.phone.as_deref(), Some("+4915100000001"));
+    let moved = stores
+        .users
+        .update_user(
+            &scope(&a),
+            other.id,
+            UserPatch {
+                email: Some("moved@example.com".to_owned()),
+                phone: Some(None),
+                ..UserPatch::default()
+            },
+            audit_meta(),
+        )
+        .await
+        .expect("change e-mail, remove phone");
+    assert_eq!(moved.email, "moved@example.com");
+    assert_eq!(moved.phone, None);
+    assert_eq!(moved.roles, other.roles);
+    assert_eq!(
+        stores
+            .users
+            .find_user_by_email(&scope(&a), "other@example.com")
+            .await
+            .expect("find"),
+        None,
+        "the old address no longer finds the user"
+    );
+    assert_eq!(
+        stores
+            .users
+            .find_user_by_email(&scope(&a), "moved@example.com")
+            .await
+            .expect("find")
+            .map(|u| u.id),
+        Some(other.id)
+    );
 }
 
 /// Keyset pagination returns every item once, in id order, with `next_after` only when more follow.
@@ -1033,6 +1142,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
             UserPatch {
                 status: None,
                 roles: Some(strings(&["owner", "billing", "owner"])),
+                ..UserPatch::default()
             },
             audit_meta(),
         )
@@ -1054,6 +1164,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
             UserPatch {
                 status: Some(UserStatus::Disabled),
                 roles: None,
+                ..UserPatch::default()
             },
             audit_meta(),
         )
@@ -1072,6 +1183,7 @@ pub async fn roles_are_replaced_and_sorted(stores: &Stores) {
             UserPatch {
                 status: None,
                 roles: Some(Vec::new()),
+                ..UserPatch::default()
             },
             audit_meta(),
         )

@@ -9,7 +9,8 @@
 //! - SECURITY: every single-use operation is decided by one conditional write whose rows-affected (or
 //!   `RETURNING`) value is the answer, so it holds under concurrent callers on every backend: an OTP
 //!   challenge is consumed once, a TOTP step and a recovery code are accepted once, a refresh token is
-//!   rotated once, and at most one signing key is active.
+//!   rotated once, and at most one signing key is active (a rotation is a compare-and-set on the
+//!   active key's `kid`).
 //! - Three kinds of method are unscoped by design, because they run before any principal exists or
 //!   act on deployment-wide data: signing keys (not tenant-owned; writes take a [`SystemScope`]), OTP
 //!   challenges (created and checked during sign-in, looked up by an unguessable id), and the
@@ -121,17 +122,21 @@ impl std::fmt::Debug for SigningKey {
 /// sealed); writes take a [`SystemScope`] naming the internal role that rotates or retires keys.
 #[async_trait]
 pub trait SigningKeyStore: Send + Sync {
-    /// Makes `key` the active key. In one transaction the current active key (if any) becomes
-    /// `retiring` with `retire_at = retire_previous_at`, and `key` is stored as `active`.
+    /// Makes `key` the active key, provided the active key is still `expected_active` (a
+    /// compare-and-set on the current `kid`; `None` means "there is no active key yet"). In one
+    /// transaction the expected active key becomes `retiring` with `retire_at = retire_previous_at`,
+    /// and `key` is stored as `active`.
     ///
-    /// SECURITY: at most one key is ever active (a partial unique index, reported as
-    /// `Conflict { constraint: "signing_keys.status" }`). When two rotations overlap, exactly one
-    /// commits and the other gets that `Conflict` and changes nothing. A backend that serialises
-    /// writers (SQLite) may instead run them one after the other; then both succeed and the first new
-    /// key is immediately `retiring`. A taken `kid` is `Conflict` on `signing_keys.kid`.
+    /// SECURITY: at most one key is ever active, and two rotations that started from the same active
+    /// key cannot both commit on any backend: the demotion is a conditional update on `kid` *and*
+    /// `status = 'active'` whose rows-affected must be 1, and a partial unique index on the active
+    /// status backs it up. The loser gets `Conflict { constraint: "signing_keys.status" }` and changes
+    /// nothing (its transaction rolls back); it may re-read the active key and retry. A taken `kid`
+    /// is `Conflict` on `signing_keys.kid`.
     async fn insert_active_key(
         &self,
         system: &SystemScope,
+        expected_active: Option<&str>,
         key: NewSigningKey,
         retire_previous_at: OffsetDateTime,
     ) -> StoreResult<()>;

@@ -218,6 +218,12 @@ pub struct UserPatch {
     pub status: Option<UserStatus>,
     /// New role set (replaces the old one).
     pub roles: Option<Vec<String>>,
+    /// New lowercased, validated e-mail. `Conflict` on `users.tenant_id_email` when another user of
+    /// the tenant has it.
+    pub email: Option<String>,
+    /// New validated E.164 phone (`Some(None)` removes it). `Conflict` on `users.tenant_id_phone` when
+    /// another user of the tenant has it.
+    pub phone: Option<Option<String>>,
 }
 
 /// Users of a tenant.

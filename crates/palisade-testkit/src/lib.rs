@@ -197,6 +197,13 @@ impl TestApp {
         }
     }
 
+    /// Moves the app's clock forward by `by`: OTP and MFA-token expiry, TOTP steps, the step-up window
+    /// and access-token lifetimes see the later time (see `palisade_server::clock`). Only the
+    /// `test-auth` build has this; the release binary's clock cannot be moved.
+    pub fn advance_clock(&self, by: time::Duration) {
+        self.state.clock().advance(by);
+    }
+
     /// Runs raw SQL against the app's database, as an attacker with database access would (tamper
     /// tests). Returns the database's error instead of panicking, so refusals can be asserted.
     pub async fn raw_sql(&self, sql: &str) -> Result<u64, palisade_store::StoreError> {

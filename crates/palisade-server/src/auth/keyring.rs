@@ -6,6 +6,10 @@
 //!   another key id.
 //! - Exactly one key signs (active). Rotation makes a new key active at once and keeps the previous one
 //!   verifying (retiring) until every token it signed has expired; then it is retired and wiped.
+//! - Rotation is a compare-and-set on the active key the store holds when the rotation starts: when two
+//!   instances (or `palisade keys rotate` and a server) rotate at once, exactly one new key becomes
+//!   active and the other rotation fails with [`KeyRingError::RotationRaced`], changing nothing; both
+//!   rings then reload, so no instance keeps signing with a replaced key longer than necessary.
 //! - An unknown `kid` triggers at most one reload per [`RELOAD_INTERVAL`] (another instance may have
 //!   rotated); it never makes the server trust a key from the token itself.
 
@@ -35,6 +39,12 @@ pub enum KeyRingError {
     /// A key could not be generated, sealed or opened (wrong master key?).
     #[error("signing key material: {0}")]
     Material(String),
+    /// Another rotation committed first (between reading the active key and replacing it). Nothing
+    /// changed; the ring has reloaded and signs with the winner's key.
+    #[error(
+        "another rotation committed first; its key is active and this rotation changed nothing"
+    )]
+    RotationRaced,
 }
 
 #[derive(Default)]
@@ -75,8 +85,10 @@ impl KeyRing {
             last_reload: Mutex::new(None),
         };
         if ring.store.active_key().await?.is_none() {
+            // Several instances starting on an empty database race for the first key: one wins,
+            // the others load it.
             match ring.rotate(max_token_lifetime).await {
-                Ok(_) | Err(KeyRingError::Store(StoreError::Conflict { .. })) => {}
+                Ok(_) | Err(KeyRingError::RotationRaced) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -87,8 +99,28 @@ impl KeyRing {
     /// Generates a new active key; the previous one keeps verifying for `max_token_lifetime`.
     ///
     /// # Errors
-    /// [`KeyRingError`].
+    /// [`KeyRingError::RotationRaced`] when another rotation replaced the active key first (nothing
+    /// changed; the ring reloaded), other [`KeyRingError`]s when the store or key material fails.
     pub async fn rotate(&self, max_token_lifetime: time::Duration) -> Result<String, KeyRingError> {
+        // The compare-and-set reads the store, not this ring's copy: another instance may have
+        // rotated since this one last loaded.
+        let expected = self.store.active_key().await?.map(|k| k.kid);
+        self.rotate_from(expected.as_deref(), max_token_lifetime)
+            .await
+    }
+
+    /// Replaces the active key `expected` (`None`: there is none yet) with a new one: the
+    /// compare-and-set behind [`KeyRing::rotate`], for callers that already know which key they
+    /// mean to replace.
+    ///
+    /// # Errors
+    /// [`KeyRingError::RotationRaced`] when `expected` is no longer the active key (nothing changed;
+    /// the ring reloaded), other [`KeyRingError`]s when the store or key material fails.
+    pub async fn rotate_from(
+        &self,
+        expected: Option<&str>,
+        max_token_lifetime: time::Duration,
+    ) -> Result<String, KeyRingError> {
         let key = Es512SigningKey::generate().map_err(|e| KeyRingError::Material(e.to_string()))?;
         let kid = key.kid().to_owned();
         let pkcs8 = key.to_pkcs8();
@@ -97,9 +129,11 @@ impl KeyRing {
         let system = SystemScope::internal(InternalRole::KeyRotation);
         let retire_at =
             OffsetDateTime::now_utc() + max_token_lifetime + time::Duration::seconds(60);
-        self.store
+        let inserted = self
+            .store
             .insert_active_key(
                 &system,
+                expected,
                 NewSigningKey {
                     kid: kid.clone(),
                     public_jwk: key.public_jwk().to_string(),
@@ -107,7 +141,16 @@ impl KeyRing {
                 },
                 retire_at,
             )
-            .await?;
+            .await;
+        match inserted {
+            Ok(()) => {}
+            Err(StoreError::Conflict { constraint }) if constraint == "signing_keys.status" => {
+                tracing::warn!(target: "security", event = "signing_key.rotation_raced", "another rotation committed first; reloading its key");
+                self.reload().await?;
+                return Err(KeyRingError::RotationRaced);
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.reload().await?;
         Ok(kid)
     }

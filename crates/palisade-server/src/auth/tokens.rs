@@ -79,6 +79,7 @@ pub struct TokenService {
     keys: Arc<KeyRing>,
     revocations: Arc<dyn RevocationList>,
     rules: TokenRules,
+    clock: crate::clock::Clock,
     cache: Mutex<HashMap<[u8; 32], AccessClaims>>,
 }
 
@@ -118,17 +119,20 @@ pub struct Subject {
 }
 
 impl TokenService {
-    /// A token service over the key ring and the revocation list.
+    /// A token service over the key ring and the revocation list; `iat`, `exp` and `nbf` are
+    /// issued and checked against `clock`.
     #[must_use]
     pub fn new(
         keys: Arc<KeyRing>,
         revocations: Arc<dyn RevocationList>,
         rules: TokenRules,
+        clock: crate::clock::Clock,
     ) -> Self {
         Self {
             keys,
             revocations,
             rules,
+            clock,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -154,7 +158,7 @@ impl TokenService {
             .keys
             .signer()
             .ok_or_else(|| IssueError("no active signing key".into()))?;
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = self.clock.now().unix_timestamp();
         let claims = AccessClaims {
             iss: self.rules.issuer.clone(),
             sub: subject.user_id.to_string(),
@@ -182,7 +186,7 @@ impl TokenService {
     /// Verifies a token's signature and claims (not revocation). `Err` carries a stable reason code.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, &'static str> {
         let fingerprint = palisade_crypto::fingerprint(token.as_bytes());
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         if self.rules.cache_verifications
             && let Some(c) = self
                 .cache

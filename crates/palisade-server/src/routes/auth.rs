@@ -59,6 +59,8 @@ pub struct AuthContext {
     pub api_key_hasher: KeyedHasher,
     /// Seals TOTP secrets.
     pub totp_key: palisade_crypto::DerivedKey,
+    /// "Now" for authentication-time decisions (shared with the token service).
+    pub clock: crate::clock::Clock,
 }
 
 /// Disposable e-mail domains refused by default (extend with `auth.otp.disposable_domains`).
@@ -260,7 +262,8 @@ async fn start_otp(
             "must be email or sms",
         ));
     }
-    if channel == Some(OtpChannel::Sms) && settings.sender == "smtp" {
+    if channel == Some(OtpChannel::Sms) && settings.sender == "smtp" && app.settings().sms.is_none()
+    {
         errors.push(FieldError::new(
             "channel",
             "unavailable",
@@ -389,16 +392,20 @@ async fn start_otp(
             destination_hash: dest_hash,
             user_id: user.as_ref().map(|u| u.id),
             code_hash,
-            expires_at: OffsetDateTime::now_utc()
+            expires_at: app.now()
                 + time::Duration::seconds(i64::try_from(settings.code_ttl_secs).unwrap_or(600)),
         })
         .await?;
     if user.is_some() {
         // Delivered off the request path: the answer's timing does not reveal the account.
+        // A failed delivery is logged (the reason only: never the code, token or destination) and
+        // counted; the answer stays 202 either way, so it is no oracle for the account.
         let sender = auth.sender.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             if let Err(e) = sender.send(channel, &destination, &code).await {
-                tracing::error!(target: "palisade::notify", error = %e, "one-time code not delivered");
+                app.metrics().record_notify_failure(channel.as_str());
+                tracing::error!(target: "palisade::notify", channel = channel.as_str(), error = %e, "one-time code not delivered");
             }
         });
     }
@@ -444,7 +451,7 @@ pub(crate) async fn issue_tokens(
         Session::New => {
             let refresh = palisade_crypto::otp::opaque_token("prt_");
             let id = uuid::Uuid::new_v4().to_string();
-            let expires_at = OffsetDateTime::now_utc()
+            let expires_at = app.now()
                 + time::Duration::seconds(
                     i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0),
                 );
@@ -502,7 +509,7 @@ async fn verify_otp(
     let Some(challenge) = stores.otp.find_challenge(&body.challenge_id).await? else {
         return Err(invalid_code());
     };
-    let now = OffsetDateTime::now_utc();
+    let now = app.now();
     if challenge.consumed_at.is_some() || challenge.expires_at <= now {
         return Err(invalid_code());
     }
@@ -552,6 +559,22 @@ async fn verify_otp(
         .await?
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(invalid_code)?;
+    // SECURITY: the code signs in only while it went to the user's current address: after an
+    // e-mail or phone change, a code still pending at the old address is dead.
+    let current = match challenge.channel {
+        OtpChannel::Email => Some(user.email.as_str()),
+        OtpChannel::Sms => user.phone.as_deref(),
+    };
+    let still_current = current.is_some_and(|address| {
+        auth.destination_hasher.verify(
+            format!("{}:{address}", challenge.channel.as_str()).as_bytes(),
+            &hex_decode(&challenge.destination_hash),
+        )
+    });
+    if !still_current {
+        tracing::info!(target: "security", event = "sign_in.failed", challenge = %challenge.id, "one-time code sent to an address the user no longer has");
+        return Err(invalid_code());
+    }
     let mfa = stores.mfa.get_mfa(&scope, user.id).await?;
     if mfa.is_some_and(|m| m.totp_enabled) {
         // The second factor is still owed: hand out a short-lived, single-use MFA token instead.
@@ -601,7 +624,8 @@ async fn refresh_token(
     let presented = hex(&auth.refresh_hasher.hash(body.refresh_token.as_bytes()));
     let next = palisade_crypto::otp::opaque_token("prt_");
     let next_hash = hex(&auth.refresh_hasher.hash(next.expose_secret().as_bytes()));
-    let expires = OffsetDateTime::now_utc()
+    let now = app.now();
+    let expires = now
         + time::Duration::seconds(i64::try_from(app.settings().auth.refresh_ttl_secs).unwrap_or(0));
     let outcome = app
         .stores()
@@ -612,7 +636,7 @@ async fn refresh_token(
                 token_hash: next_hash,
                 expires_at: expires,
             },
-            OffsetDateTime::now_utc(),
+            now,
         )
         .await?;
     let session = match outcome {

@@ -21,7 +21,6 @@ use palisade_crypto::TotpSecret;
 use palisade_domain::{TenantId, UserId, UserStatus};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Challenge};
@@ -172,16 +171,11 @@ async fn send_notice(
     let Ok(Some(u)) = app.stores().users.get_user(scope, user).await else {
         return;
     };
-    let sender = app.auth().sender.clone();
-    tokio::spawn(async move {
-        if let Err(e) = sender.notice(&u.email, subject, text).await {
-            tracing::error!(target: "palisade::notify", error = %e, "security notice not delivered");
-        }
-    });
+    crate::notify::notice_in_background(app, u.email, subject, text.to_owned());
 }
 
-fn now_unix() -> u64 {
-    u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
+fn now_unix(app: &AppState) -> u64 {
+    u64::try_from(app.now().unix_timestamp()).unwrap_or(0)
 }
 
 /// Checks a second factor for `user`: a TOTP code (each time step accepted once) or, when
@@ -206,7 +200,7 @@ async fn check_second_factor(
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         let secret = open_secret(app, user, sealed)?;
         let step = secret
-            .verify(code, now_unix(), 1)
+            .verify(code, now_unix(app), 1)
             .ok_or_else(invalid_code)?;
         let step = i64::try_from(step).map_err(ApiError::internal)?;
         // SECURITY: the step moves forward atomically, so a code is accepted at most once.
@@ -280,7 +274,7 @@ async fn confirm_totp(
     };
     let secret = open_secret(&app, caller.subject, &pending)?;
     let step = secret
-        .verify(body.code.trim(), now_unix(), 1)
+        .verify(body.code.trim(), now_unix(&app), 1)
         .ok_or_else(invalid_code)?;
     let step = i64::try_from(step).map_err(ApiError::internal)?;
     if !stores
@@ -359,7 +353,7 @@ async fn step_up(
             &user,
             Session::New,
             vec!["otp".to_owned(), "totp".to_owned()],
-            OffsetDateTime::now_utc(),
+            app.now(),
         )
         .await?,
     ))
@@ -379,7 +373,7 @@ pub fn mint_mfa_token(
     user: UserId,
     tenant: TenantId,
 ) -> ApiResult<MfaRequiredView> {
-    let exp = OffsetDateTime::now_utc().unix_timestamp() + 300;
+    let exp = app.now().unix_timestamp() + 300;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let payload = format!("{user}|{tenant}|{exp}|{nonce}");
     let token = app
@@ -415,7 +409,7 @@ async fn verify_mfa(
     let user: UserId = user.parse().map_err(|_| refused())?;
     let tenant: TenantId = tenant.parse().map_err(|_| refused())?;
     let exp: i64 = exp.parse().map_err(|_| refused())?;
-    if OffsetDateTime::now_utc().unix_timestamp() >= exp {
+    if app.now().unix_timestamp() >= exp {
         return Err(refused());
     }
     let tenant = app
@@ -458,7 +452,7 @@ async fn verify_mfa(
             &user,
             Session::New,
             vec!["otp".to_owned(), "totp".to_owned()],
-            OffsetDateTime::now_utc(),
+            app.now(),
         )
         .await?,
     ))

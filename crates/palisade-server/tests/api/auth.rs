@@ -357,7 +357,127 @@ async fn an_unreachable_revocation_list_fails_closed(app: TestApp) {
     assert_eq!(instance.anonymous().get("/ready").await.status(), 503);
 }
 
+fn kid_of(access: &str) -> String {
+    use base64::Engine;
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn two_instances_rotating_at_once_leave_exactly_one_new_active_key(app: TestApp) {
+    use palisade_server::auth::keyring::KeyRingError;
+    use palisade_store::SigningKeyStatus;
+    // Arrange: two instances over one database, and a token signed by the first key.
+    let sibling = app.spawn_sibling(|_| {}).await;
+    let before = app.sign_in("owner@localhost", "system").await;
+    let old_access = before["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_access);
+    let one = app.state.auth().tokens.keys().clone();
+    let two = sibling.state.auth().tokens.keys().clone();
+    let ttl = time::Duration::seconds(900);
+
+    // Act: both replace the key they saw active, at once (as `palisade keys rotate` beside a server
+    // would). Whatever the interleaving, only one compare-and-set can hold.
+    let (a, b) = tokio::join!(
+        one.rotate_from(Some(&old_kid), ttl),
+        two.rotate_from(Some(&old_kid), ttl)
+    );
+
+    // Assert: one wins, the other is refused cleanly.
+    let winner = match (a, b) {
+        (Ok(kid), Err(KeyRingError::RotationRaced))
+        | (Err(KeyRingError::RotationRaced), Ok(kid)) => kid,
+        other => panic!("expected exactly one rotation to commit, got {other:?}"),
+    };
+    let keys = app
+        .state
+        .stores()
+        .signing_keys
+        .list_keys(&palisade_authz::SystemScope::internal(
+            palisade_authz::InternalRole::KeyRotation,
+        ))
+        .await
+        .unwrap();
+    let active: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.status == SigningKeyStatus::Active)
+        .map(|k| k.kid.as_str())
+        .collect();
+    assert_eq!(active, [winner.as_str()], "{keys:?}");
+    assert_eq!(keys.len(), 2, "the loser left no key behind: {keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.kid == old_kid && k.status == SigningKeyStatus::Retiring)
+    );
+    // Both instances sign with the winner at once, and both still accept the old token.
+    for instance in [&app, &sibling] {
+        let fresh = instance.sign_in("owner@localhost", "system").await;
+        assert_eq!(kid_of(fresh["access_token"].as_str().unwrap()), winner);
+        assert_eq!(
+            instance.bearer(&old_access).get("/v1/me").await.status(),
+            200
+        );
+        let jwks =
+            palisade_testkit::json(instance.anonymous().get("/.well-known/jwks.json").await).await;
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    }
+}
+
+async fn many_racing_rotations_never_leave_zero_or_two_active_keys(app: TestApp) {
+    use palisade_server::auth::keyring::KeyRingError;
+    use palisade_store::SigningKeyStatus;
+    let sibling = app.spawn_sibling(|_| {}).await;
+    let ttl = time::Duration::seconds(900);
+    let rings = [
+        app.state.auth().tokens.keys().clone(),
+        sibling.state.auth().tokens.keys().clone(),
+    ];
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let ring = rings[i % 2].clone();
+            tokio::spawn(async move { ring.rotate(ttl).await })
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(kid) => committed.push(kid),
+            Err(KeyRingError::RotationRaced) => {}
+            Err(other) => panic!("a racing rotation failed otherwise: {other}"),
+        }
+    }
+    assert!(!committed.is_empty());
+    let keys = app
+        .state
+        .stores()
+        .signing_keys
+        .list_keys(&palisade_authz::SystemScope::internal(
+            palisade_authz::InternalRole::KeyRotation,
+        ))
+        .await
+        .unwrap();
+    let active = keys
+        .iter()
+        .filter(|k| k.status == SigningKeyStatus::Active)
+        .count();
+    assert_eq!(active, 1, "{keys:?}");
+    assert_eq!(
+        keys.len(),
+        committed.len() + 1,
+        "only committed rotations left a key (plus the first key): {keys:?}"
+    );
+    for kid in &committed {
+        assert!(keys.iter().any(|k| &k.kid == kid));
+    }
+}
+
 each_backend!(
+    many_racing_rotations_never_leave_zero_or_two_active_keys,
+    two_instances_rotating_at_once_leave_exactly_one_new_active_key,
     a_logout_on_one_instance_is_seen_by_another_sharing_redis,
     an_unreachable_revocation_list_fails_closed,
     tokens_signed_before_a_rotation_verify_until_they_expire,

@@ -387,6 +387,7 @@ async fn a_system_tenant_admin_cannot_grant_system_admin(app: TestApp) {
     let patch = UserPatch {
         status: None,
         roles: Some(vec!["tenant_admin".to_owned()]),
+        ..UserPatch::default()
     };
     users
         .update_user(

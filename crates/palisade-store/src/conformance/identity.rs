@@ -185,7 +185,7 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
 
     // The first key: nothing to demote.
     let before = OffsetDateTime::now_utc() - Duration::seconds(1);
-    keys.insert_active_key(&system, key("k1"), t + Duration::hours(1))
+    keys.insert_active_key(&system, None, key("k1"), t + Duration::hours(1))
         .await
         .expect("first key");
     let k1 = keys
@@ -205,7 +205,7 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
     );
 
     // Rotation: k2 signs, k1 still verifies until its retire_at.
-    keys.insert_active_key(&system, key("k2"), t + Duration::hours(1))
+    keys.insert_active_key(&system, Some("k1"), key("k2"), t + Duration::hours(1))
         .await
         .expect("rotate to k2");
     let verifying = keys.verification_keys().await.expect("verify");
@@ -226,7 +226,7 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
             .expect("retire"),
         0
     );
-    keys.insert_active_key(&system, key("k3"), t + Duration::hours(2))
+    keys.insert_active_key(&system, Some("k2"), key("k3"), t + Duration::hours(2))
         .await
         .expect("rotate to k3");
     assert_eq!(
@@ -237,8 +237,38 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
 
     // A taken kid is refused, and the refused rotation did not demote k3.
     assert_conflict(
-        keys.insert_active_key(&system, key("k2"), t).await,
+        keys.insert_active_key(&system, Some("k3"), key("k2"), t)
+            .await,
         "signing_keys.kid",
+    );
+    // SECURITY: a rotation that read a stale active key (k2, or "none yet") is refused whole.
+    assert_conflict(
+        keys.insert_active_key(&system, Some("k2"), key("k4"), t)
+            .await,
+        "signing_keys.status",
+    );
+    assert_conflict(
+        keys.insert_active_key(&system, None, key("k4"), t).await,
+        "signing_keys.status",
+    );
+    assert_conflict(
+        keys.insert_active_key(&system, Some("nope"), key("k4"), t)
+            .await,
+        "signing_keys.status",
+    );
+    assert!(
+        all_keys(stores).await.iter().all(|k| k.kid != "k4"),
+        "a refused rotation left its key behind"
+    );
+    let k2 = all_keys(stores)
+        .await
+        .into_iter()
+        .find(|k| k.kid == "k2")
+        .expect("k2");
+    assert_eq!(
+        k2.retire_at,
+        Some(t + Duration::hours(2)),
+        "a refused rotation changed a retiring key (k3's rotation set it)"
     );
     let after_refusal = keys.verification_keys().await.expect("verify");
     assert_eq!(kids(&after_refusal), ["k3", "k2", "k1"]);
@@ -299,23 +329,32 @@ pub async fn signing_key_rotation_keeps_the_previous_key_until_retired(stores: &
     );
 }
 
-/// SECURITY: racing rotations never leave two active keys. Each either commits or is refused with
-/// `Conflict` on `signing_keys.status` and leaves nothing behind; every committed key is active or
-/// still verifying.
+/// SECURITY: racing rotations are a compare-and-set on the active key: of six rotations that read the
+/// same active key (none yet, then the round-0 winner), exactly one commits on every backend; the others
+/// get `Conflict` on `signing_keys.status` and leave nothing behind; one key is active afterwards and
+/// the replaced one is retiring.
 pub async fn at_most_one_signing_key_is_active_under_concurrent_rotations(stores: &Stores) {
     let system = bootstrap();
     let t = t0();
     // Round 0 races for the first key (nothing to demote); round 1 races to replace it.
     for round in 0..2 {
-        let before: Vec<String> = all_keys(stores).await.into_iter().map(|k| k.kid).collect();
+        let before = stores
+            .signing_keys
+            .active_key()
+            .await
+            .expect("active")
+            .map(|k| k.kid);
         let names: Vec<String> = (0..6).map(|i| format!("r{round}-k{i}")).collect();
         let results = join_all(
             names
                 .iter()
                 .map(|kid| {
-                    stores
-                        .signing_keys
-                        .insert_active_key(&system, key(kid), t + Duration::hours(1))
+                    stores.signing_keys.insert_active_key(
+                        &system,
+                        before.as_deref(),
+                        key(kid),
+                        t + Duration::hours(1),
+                    )
                 })
                 .collect(),
         )
@@ -331,7 +370,11 @@ pub async fn at_most_one_signing_key_is_active_under_concurrent_rotations(stores
                 Err(other) => panic!("{kid}: expected Ok or Conflict, got {other:?}"),
             }
         }
-        assert!(!won.is_empty(), "round {round}: no rotation committed");
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one rotation commits: {won:?}"
+        );
 
         let listed = all_keys(stores).await;
         let active: Vec<&SigningKey> = listed
@@ -340,28 +383,21 @@ pub async fn at_most_one_signing_key_is_active_under_concurrent_rotations(stores
             .collect();
         assert_eq!(active.len(), 1, "round {round}: {listed:?}");
         let active_kid = active.first().map(|k| k.kid.clone()).unwrap_or_default();
-        assert!(won.contains(&active_kid));
+        assert_eq!(won, std::slice::from_ref(&active_kid));
         for kid in &names {
-            let stored = listed.iter().find(|k| &k.kid == kid);
-            if won.contains(kid) {
-                let status = stored.map(|k| k.status);
+            if !won.contains(kid) {
                 assert!(
-                    matches!(
-                        status,
-                        Some(SigningKeyStatus::Active | SigningKeyStatus::Retiring)
-                    ),
-                    "{kid}: {status:?}"
+                    listed.iter().all(|k| &k.kid != kid),
+                    "a refused rotation left {kid} behind"
                 );
-            } else {
-                assert!(stored.is_none(), "a refused rotation left {kid} behind");
             }
         }
-        for kid in before {
-            let status = listed.iter().find(|k| k.kid == kid).map(|k| k.status);
+        if let Some(previous) = before {
+            let status = listed.iter().find(|k| k.kid == previous).map(|k| k.status);
             assert_eq!(
                 status,
                 Some(SigningKeyStatus::Retiring),
-                "{kid} was replaced"
+                "{previous} was replaced"
             );
         }
         assert_eq!(

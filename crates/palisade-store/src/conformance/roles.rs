@@ -367,6 +367,7 @@ pub async fn a_custom_role_in_use_cannot_be_deleted(stores: &Stores) {
             UserPatch {
                 status: None,
                 roles: Some(Vec::new()),
+                ..UserPatch::default()
             },
             audit_meta(),
         )
