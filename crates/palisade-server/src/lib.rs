@@ -21,6 +21,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod record_jobs;
 pub mod resources;
 pub mod router;
 pub mod routes;

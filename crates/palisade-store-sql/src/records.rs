@@ -29,6 +29,8 @@ use crate::schema::{IdempotencyKeys, RecordFields, RecordUnique, Records, col};
 
 /// Output name of `COUNT(*)`.
 const COUNT: &str = "n";
+/// The most records one retention transaction purges.
+const MAX_PURGE_BATCH: u32 = 500;
 
 /// Records over one dialect's pool.
 pub(crate) struct SqlRecordStore<D: Dialect> {
@@ -558,6 +560,55 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         u64::try_from(D::int(&row, COUNT)?).map_err(internal)
     }
 
+    async fn purge_records(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        created_before: time::OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let select = scoped(scope, resource, None)
+            .and_where(Expr::col(Records::CreatedAt).lt(to_micros(created_before)?))
+            .order_by(Records::Id, Order::Asc)
+            .limit(u64::from(limit.clamp(1, MAX_PURGE_BATCH)))
+            .lock(LockType::Update)
+            .take();
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let doomed = D::fetch_all(&mut tx, D::render(&select))
+            .await?
+            .iter()
+            .map(decode::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
+        for record in &doomed {
+            let id = record.id.as_str();
+            write_index::<D>(&mut tx, scope, resource, id, &[]).await?;
+            release_unique::<D>(&mut tx, scope, resource, id).await?;
+            let keys = Query::delete()
+                .from_table(IdempotencyKeys::Table)
+                .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
+                .and_where(Expr::col(IdempotencyKeys::RecordId).eq(id))
+                .take();
+            D::execute(&mut tx, D::render(&keys)).await?;
+            let row = Query::delete()
+                .from_table(Records::Table)
+                .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+                .and_where(Expr::col(Records::Resource).eq(resource))
+                .and_where(Expr::col(Records::Id).eq(id))
+                .take();
+            if D::execute(&mut tx, D::render(&row)).await? != 1 {
+                return Err(StoreError::internal(
+                    "purged record vanished under its lock",
+                ));
+            }
+            // SECURITY: the entry carries the full snapshot, as a delete does, in the same transaction.
+            let ev = event("purge", record, Some(record.to_json()), None);
+            crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        }
+        commit::<D>(tx).await?;
+        Ok(u64::try_from(doomed.len()).unwrap_or(u64::MAX))
+    }
+
     async fn reserve_idempotency(
         &self,
         scope: &TenantScope,
@@ -627,6 +678,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
                 (IdempotencyKeys::Status, i64::from(response.status).into()),
                 (IdempotencyKeys::Headers, headers.into()),
                 (IdempotencyKeys::Body, response.body.clone().into()),
+                (IdempotencyKeys::RecordId, response.record_id.clone().into()),
             ])
             .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
             .and_where(Expr::col(IdempotencyKeys::Principal).eq(principal))
@@ -692,6 +744,7 @@ async fn read_key<D: Exec>(
             IdempotencyKeys::Headers,
             IdempotencyKeys::Body,
             IdempotencyKeys::CreatedAt,
+            IdempotencyKeys::RecordId,
         ])
         .from(IdempotencyKeys::Table)
         .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
@@ -716,6 +769,7 @@ async fn read_key<D: Exec>(
                 status: u16::try_from(status).map_err(internal)?,
                 headers,
                 body: D::opt_text(&row, col(IdempotencyKeys::Body))?.unwrap_or_default(),
+                record_id: D::opt_text(&row, col(IdempotencyKeys::RecordId))?,
             })
         }
     };
