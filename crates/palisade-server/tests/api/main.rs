@@ -21,6 +21,7 @@ mod mfa;
 mod pipeline;
 mod registry;
 mod resources;
+mod retention;
 mod roles;
 mod tenants;
 mod trust;

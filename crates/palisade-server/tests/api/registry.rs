@@ -250,6 +250,7 @@ fn system_scope_is_used_only_where_reviewed() {
         ("auth.rs", "InternalRole::SignIn"),
         ("mfa.rs", "InternalRole::SignIn"),
         ("audit_jobs.rs", "InternalRole::AuditMaintenance"),
+        ("record_jobs.rs", "InternalRole::Retention"),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
