@@ -23,7 +23,7 @@ use sea_query::{Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement, 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::codec::{fetch_size, from_micros, into_page, now, opt_from_micros, to_micros};
+use crate::codec::{fetch_keyset_page, from_micros, now, opt_from_micros, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{IdempotencyKeys, RecordFields, RecordUnique, Records, col};
 
@@ -370,24 +370,14 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
     ) -> StoreResult<Page<Record>> {
         let mut stmt = scoped(scope, resource, query.owner.as_deref())
             .and_where(Expr::col(Records::DeletedAt).is_null())
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col(Records::Id).gt(after)),
-            )
-            .order_by(Records::Id, Order::Asc)
-            .limit(fetch_size(page))
             .take();
         for f in &query.filters {
             stmt.and_where(filter_expr(scope, resource, f));
         }
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let items = D::fetch_all(&mut conn, D::render(&stmt))
-            .await?
-            .iter()
-            .map(decode::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, page, |r| r.id.clone()))
+        fetch_keyset_page::<D, _, _>(&self.pool, stmt, Records::Id, page, decode::<D>, |r| {
+            r.id.clone()
+        })
+        .await
     }
 
     async fn update_record(
