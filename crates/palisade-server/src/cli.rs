@@ -232,14 +232,37 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
-    let _log = crate::logging::init(&settings.log.level);
-    let app = match crate::app::build(settings).await {
-        Ok(app) => app,
+/// Builds the application for a maintenance command, or says why not.
+async fn build_for_maintenance(settings: Settings) -> Result<crate::app::App, ExitCode> {
+    crate::app::build(settings).await.map_err(|e| {
+        say(&format!("palisade: {e}"));
+        ExitCode::FAILURE
+    })
+}
+
+/// Reports how many items a retention run removed, or its error.
+fn report_pruned(
+    command: &str,
+    what: &str,
+    outcome: Result<u64, palisade_store::StoreError>,
+) -> ExitCode {
+    match outcome {
+        Ok(n) => {
+            say(&format!("palisade {command}: {n} {what}"));
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             say(&format!("palisade: {e}"));
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
+    }
+}
+
+async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
+    let _log = crate::logging::init(&settings.log.level);
+    let app = match build_for_maintenance(settings).await {
+        Ok(app) => app,
+        Err(code) => return code,
     };
     match action {
         AuditAction::Verify { tenant } => {
@@ -290,37 +313,23 @@ async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
                 }
             }
         }
-        AuditAction::Prune => match crate::audit_jobs::prune_all(&app.state).await {
-            Ok(n) => {
-                say(&format!("palisade audit prune: {n} entries pruned"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                say(&format!("palisade: {e}"));
-                ExitCode::FAILURE
-            }
-        },
+        AuditAction::Prune => report_pruned(
+            "audit prune",
+            "entries pruned",
+            crate::audit_jobs::prune_all(&app.state).await,
+        ),
     }
 }
 
 async fn prune_records(settings: Settings) -> ExitCode {
     let _log = crate::logging::init(&settings.log.level);
-    let app = match crate::app::build(settings).await {
-        Ok(app) => app,
-        Err(e) => {
-            say(&format!("palisade: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    match crate::record_jobs::purge_all(&app.state).await {
-        Ok(n) => {
-            say(&format!("palisade records prune: {n} records purged"));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            say(&format!("palisade: {e}"));
-            ExitCode::FAILURE
-        }
+    match build_for_maintenance(settings).await {
+        Ok(app) => report_pruned(
+            "records prune",
+            "records purged",
+            crate::record_jobs::purge_all(&app.state).await,
+        ),
+        Err(code) => code,
     }
 }
 

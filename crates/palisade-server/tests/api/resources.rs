@@ -45,27 +45,7 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |s| s.resources = declarations()).await
 }
 
-macro_rules! each_backend_with_resources {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::spawn(palisade_testkit::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::spawn(palisade_testkit::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-each_backend_with_resources!(
+each_backend_with_spawn!(
     audit_views_mask_protected_fields,
     crud_round_trip_writes_one_audit_entry_per_mutation,
     invalid_bodies_are_refused_whole_and_change_nothing,
@@ -1065,7 +1045,7 @@ code     = { type = "string", pattern = "([a-z", gdpr = "internal" }
     assert!(text.contains("colour"), "{text}");
 }
 
-each_backend_with_resources!(declared_routes_are_documented_in_openapi_and_capabilities);
+each_backend_with_spawn!(declared_routes_are_documented_in_openapi_and_capabilities);
 
 async fn declared_routes_are_documented_in_openapi_and_capabilities(app: TestApp) {
     let doc = json(app.anonymous().get("/openapi.json").await).await;

@@ -33,27 +33,7 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |s| s.resources = declarations()).await
 }
 
-macro_rules! each_backend_with_retention {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::spawn(palisade_testkit::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::spawn(palisade_testkit::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-each_backend_with_retention!(
+each_backend_with_spawn!(
     expired_records_are_purged_with_every_trace_and_audited,
     the_retention_job_leaves_young_records_and_other_tenants_alone,
 );
@@ -218,35 +198,22 @@ async fn the_retention_job_leaves_young_records_and_other_tenants_alone(app: Tes
 /// action literal fails this test until it is added to `PLATFORM_ACTIONS`.
 #[test]
 fn every_audit_action_in_the_sources_has_a_retention_category() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut found = Vec::new();
-    let mut stack = vec![
-        root.join("palisade-server/src"),
-        root.join("palisade-store-sql/src"),
-    ];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
+    for (_, text) in crate::source_files(&["palisade-server/src", "palisade-store-sql/src"]) {
+        for line in text.lines() {
+            if !(line.contains("_event(\"") || line.contains("action: \"")) {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for line in text.lines() {
-                if !(line.contains("_event(\"") || line.contains("action: \"")) {
-                    continue;
-                }
-                for literal in line.split('"').skip(1).step_by(2) {
-                    let dotted = literal.split_once('.').is_some_and(|(a, b)| {
-                        !a.is_empty()
-                            && !b.is_empty()
-                            && literal
-                                .bytes()
-                                .all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'.')
-                    });
-                    if dotted {
-                        found.push(literal.to_owned());
-                    }
+            for literal in line.split('"').skip(1).step_by(2) {
+                let dotted = literal.split_once('.').is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && literal
+                            .bytes()
+                            .all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'.')
+                });
+                if dotted {
+                    found.push(literal.to_owned());
                 }
             }
         }
@@ -266,7 +233,6 @@ fn every_audit_action_in_the_sources_has_a_retention_category() {
 
 #[test]
 fn the_cli_prunes_records_and_config_check_warns_about_uneven_categories() {
-    use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("palisade.toml"),
@@ -275,23 +241,7 @@ fn the_cli_prunes_records_and_config_check_warns_about_uneven_categories() {
          total = { type = \"number\", gdpr = \"internal\" }\n",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("PALISADE_CONFIG")
-            .env("PALISADE__LOG__LEVEL", "error")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let run = |args: &[&str]| crate::run_cli(dir.path(), args);
     let (ok, text) = run(&["config", "check"]);
     assert!(ok, "{text}");
     assert!(text.contains("audit.retention"), "{text}");
