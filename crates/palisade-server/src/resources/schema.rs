@@ -112,14 +112,17 @@ fn object(
     closed: bool,
     text: String,
 ) -> Value {
-    let mut o = json!({ "type": "object", "description": text, "properties": properties });
+    let mut o = Map::new();
+    o.insert("type".into(), json!("object"));
+    o.insert("description".into(), json!(text));
+    o.insert("properties".into(), Value::Object(properties));
     if !required.is_empty() {
-        o["required"] = json!(required);
+        o.insert("required".into(), json!(required));
     }
     if closed {
-        o["additionalProperties"] = json!(false);
+        o.insert("additionalProperties".into(), json!(false));
     }
-    o
+    Value::Object(o)
 }
 
 /// `Arc`'d components: every operation of the resource shares them.
@@ -139,7 +142,7 @@ pub(crate) fn schemas(schema: &ResourceSchema, camel: &str) -> ResourceSchemas {
         format!("{camel}Patch"),
         format!("{camel}Page"),
     ]
-    .map(|s| super::leak(s));
+    .map(super::leak);
     let [record_name, create_name, patch_name, page_name] = names;
 
     let mut record_props = Map::new();
