@@ -73,6 +73,8 @@ pub enum InternalRole {
     SignIn,
     /// Audit retention and chain verification across every tenant (the CLI and the background job).
     AuditMaintenance,
+    /// Record retention: purging records of declared resources past their `retention_days`.
+    Retention,
 }
 
 impl InternalRole {
@@ -86,6 +88,7 @@ impl InternalRole {
             Self::KeyRotation => "internal.key_rotation",
             Self::SignIn => "internal.sign_in",
             Self::AuditMaintenance => "internal.audit_maintenance",
+            Self::Retention => "internal.retention",
         }
     }
 }

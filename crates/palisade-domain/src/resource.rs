@@ -63,7 +63,8 @@ pub struct ResourceDecl {
     /// Members see only their own records unless they hold `{name}.read_all`.
     #[serde(default)]
     pub owner_scoped: bool,
-    /// How long soft-deleted records are kept (acted on by retention).
+    /// Records older than this many days (counted from `created_at`), soft-deleted ones included, are
+    /// purged for good by the retention job; absent keeps them forever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
     /// The field that links a record to a data subject.
@@ -258,7 +259,7 @@ pub struct ResourceSchema {
     pub name: String,
     /// Owner scoping.
     pub owner_scoped: bool,
-    /// Retention of soft-deleted records.
+    /// Days after creation when records are purged (see [`ResourceDecl::retention_days`]).
     pub retention_days: Option<u32>,
     /// Subject field.
     pub subject_field: Option<String>,
@@ -330,6 +331,14 @@ pub fn compile(decls: &[ResourceDecl]) -> Result<Vec<ResourceSchema>, Vec<DeclPr
         }
         if d.fields.is_empty() {
             problem(&setting, "declares no fields".to_owned());
+        }
+        if d.retention_days == Some(0) {
+            problem(
+                &format!("{setting}.retention_days"),
+                "is 0, which would purge every record at once; give at least 1, or omit it to keep \
+                 records forever"
+                    .to_owned(),
+            );
         }
         if let Some(subject) = &d.subject_field
             && !d.fields.contains_key(subject)

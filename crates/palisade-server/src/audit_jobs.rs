@@ -7,6 +7,8 @@
 //! - Retention prunes only a prefix of each chain and leaves a checkpoint signed with the server's
 //!   HMAC key (the cursor signer, under its own `audit-checkpoint:<tenant>` context), so the rest of
 //!   the chain still verifies and a forged checkpoint is detectable by whoever holds the key.
+//! - Retention is per category (`[audit.retention]`, default `[audit] retention_days`): an entry is
+//!   prunable past its own category's period, and the first entry that is not stops the cut.
 
 use palisade_authz::{InternalRole, SystemScope, TenantScope};
 use palisade_domain::TenantId;
@@ -15,12 +17,12 @@ use time::OffsetDateTime;
 
 use crate::state::AppState;
 
-/// Every tenant, or the one named, with the scope that reaches it.
-async fn tenants(
+/// Every tenant, or the one named, with the scope `system` grants on it.
+pub(crate) async fn tenants_as(
     app: &AppState,
+    system: &SystemScope,
     only: Option<TenantId>,
 ) -> Result<Vec<(Tenant, TenantScope)>, StoreError> {
-    let system = SystemScope::internal(InternalRole::AuditMaintenance);
     let stores = app.stores();
     let slug = palisade_domain::Slug::parse(&app.settings().bootstrap.system_tenant)
         .map_err(|_| StoreError::internal("bootstrap.system_tenant is not a valid slug"))?;
@@ -52,6 +54,19 @@ async fn tenants(
         return Err(StoreError::NotFound);
     }
     Ok(out)
+}
+
+/// Every tenant, or the one named, reached as audit maintenance.
+async fn tenants(
+    app: &AppState,
+    only: Option<TenantId>,
+) -> Result<Vec<(Tenant, TenantScope)>, StoreError> {
+    tenants_as(
+        app,
+        &SystemScope::internal(InternalRole::AuditMaintenance),
+        only,
+    )
+    .await
 }
 
 /// Verifies every tenant's chain (or one tenant's).
@@ -89,16 +104,16 @@ pub async fn verify_first(
     Ok((out, total))
 }
 
-/// Prunes entries older than `[audit] retention_days` from every chain. Returns the number pruned.
+/// Prunes from every chain the entries past their category's retention (`[audit.retention]`, default
+/// `[audit] retention_days`). Returns the number pruned.
 ///
 /// # Errors
 /// The store's error.
 pub async fn prune_all(app: &AppState) -> Result<u64, StoreError> {
-    let days = app.settings().audit.retention_days;
-    if days == 0 {
+    let policy = app.settings().audit.policy(OffsetDateTime::now_utc());
+    if policy.keeps_everything() {
         return Ok(0);
     }
-    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
     let system = SystemScope::internal(InternalRole::AuditMaintenance);
     let mut total = 0;
     for (tenant, _) in tenants(app, None).await? {
@@ -108,7 +123,7 @@ pub async fn prune_all(app: &AppState) -> Result<u64, StoreError> {
         total += app
             .stores()
             .audit
-            .prune(&system, tenant.id, cutoff, &sign)
+            .prune(&system, tenant.id, &policy, &sign)
             .await?;
     }
     Ok(total)

@@ -64,6 +64,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Records of declared resources.
+    Records {
+        /// What to do with the records.
+        #[command(subcommand)]
+        action: RecordsAction,
+    },
     /// Print the CycloneDX 1.5 SBOM of this binary (JSON, embedded at build time) on stdout.
     Sbom,
     /// Configuration tools.
@@ -91,7 +97,16 @@ pub enum AuditAction {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Prune entries older than `[audit] retention_days`, leaving signed checkpoints.
+    /// Prune entries past their category's retention (`[audit.retention]`, default `[audit]
+    /// retention_days`), leaving signed checkpoints.
+    Prune,
+}
+
+/// `palisade records ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecordsAction {
+    /// Purge, now, the records older than their resource's `retention_days` (soft-deleted ones
+    /// too), each purge audited.
     Prune,
 }
 
@@ -209,19 +224,45 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Audit { action } => audit(settings, action).await,
+        Command::Records {
+            action: RecordsAction::Prune,
+        } => prune_records(settings).await,
         Command::Serve => serve(settings).await,
         Command::Sbom => ExitCode::SUCCESS,
     }
 }
 
-async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
-    let _log = crate::logging::init(&settings.log.level);
-    let app = match crate::app::build(settings).await {
-        Ok(app) => app,
+/// Builds the application for a maintenance command, or says why not.
+async fn build_for_maintenance(settings: Settings) -> Result<crate::app::App, ExitCode> {
+    crate::app::build(settings).await.map_err(|e| {
+        say(&format!("palisade: {e}"));
+        ExitCode::FAILURE
+    })
+}
+
+/// Reports how many items a retention run removed, or its error.
+fn report_pruned(
+    command: &str,
+    what: &str,
+    outcome: Result<u64, palisade_store::StoreError>,
+) -> ExitCode {
+    match outcome {
+        Ok(n) => {
+            say(&format!("palisade {command}: {n} {what}"));
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             say(&format!("palisade: {e}"));
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
+    }
+}
+
+async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
+    let _log = crate::logging::init(&settings.log.level);
+    let app = match build_for_maintenance(settings).await {
+        Ok(app) => app,
+        Err(code) => return code,
     };
     match action {
         AuditAction::Verify { tenant } => {
@@ -272,16 +313,23 @@ async fn audit(settings: Settings, action: AuditAction) -> ExitCode {
                 }
             }
         }
-        AuditAction::Prune => match crate::audit_jobs::prune_all(&app.state).await {
-            Ok(n) => {
-                say(&format!("palisade audit prune: {n} entries pruned"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                say(&format!("palisade: {e}"));
-                ExitCode::FAILURE
-            }
-        },
+        AuditAction::Prune => report_pruned(
+            "audit prune",
+            "entries pruned",
+            crate::audit_jobs::prune_all(&app.state).await,
+        ),
+    }
+}
+
+async fn prune_records(settings: Settings) -> ExitCode {
+    let _log = crate::logging::init(&settings.log.level);
+    match build_for_maintenance(settings).await {
+        Ok(app) => report_pruned(
+            "records prune",
+            "records purged",
+            crate::record_jobs::purge_all(&app.state).await,
+        ),
+        Err(code) => code,
     }
 }
 
@@ -362,13 +410,23 @@ async fn serve(settings: Settings) -> ExitCode {
             }
         }
     });
-    // Audit retention: prune what is older than [audit] retention_days, leaving signed checkpoints.
+    // Retention: purge records past their resource's retention_days (each purge audited), then prune
+    // audit entries past their category's retention, leaving signed checkpoints.
     let state = app.state.clone();
     let every = state.settings().audit.retention_interval_secs.max(60);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
         loop {
             tick.tick().await;
+            match crate::record_jobs::purge_all(&state).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(target: "palisade::retention", purged = n, "record retention")
+                }
+                Err(e) => {
+                    tracing::error!(target: "palisade::retention", error = %e, "record retention failed");
+                }
+            }
             match crate::audit_jobs::prune_all(&state).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(target: "palisade::audit", pruned = n, "audit retention"),

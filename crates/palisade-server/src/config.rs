@@ -16,6 +16,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use palisade_crypto::MasterKey;
+use palisade_store::{AuditCategory, RetentionPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -188,9 +189,11 @@ impl Default for MetricsSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Entries older than this are pruned (a signed checkpoint keeps the rest of the chain
-    /// verifiable). `0` keeps everything. Default 90.
+    /// verifiable). `0` keeps everything. Default 90. The default of every category.
     pub retention_days: u32,
-    /// How often the retention job runs, in seconds (default 3600).
+    /// `[audit.retention]`: days per category, overriding `retention_days`.
+    pub retention: AuditRetention,
+    /// How often the retention jobs (audit and records) run, in seconds (default 3600).
     pub retention_interval_secs: u64,
 }
 
@@ -198,8 +201,92 @@ impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             retention_days: 90,
+            retention: AuditRetention::default(),
             retention_interval_secs: 3600,
         }
+    }
+}
+
+/// `[audit.retention]`: how many days each category of entries is kept (`0`: forever); an absent
+/// category keeps `[audit] retention_days`. Categories: see `palisade_store::AuditCategory`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditRetention {
+    /// Security events that change no row (refresh-token reuse).
+    pub security: Option<u32>,
+    /// Sessions and second factors (logout everywhere, TOTP on/off).
+    pub auth: Option<u32>,
+    /// Tenants, users and roles.
+    pub platform: Option<u32>,
+    /// API keys.
+    pub api_keys: Option<u32>,
+    /// Records of declared resources.
+    pub records: Option<u32>,
+}
+
+impl AuditSettings {
+    /// The days each category is kept (`0`: forever).
+    #[must_use]
+    pub fn category_days(&self) -> Vec<(AuditCategory, u32)> {
+        let r = &self.retention;
+        AuditCategory::ALL
+            .iter()
+            .map(|c| {
+                let set = match c {
+                    AuditCategory::Security => r.security,
+                    AuditCategory::Auth => r.auth,
+                    AuditCategory::Platform => r.platform,
+                    AuditCategory::ApiKeys => r.api_keys,
+                    AuditCategory::Records => r.records,
+                };
+                (*c, set.unwrap_or(self.retention_days))
+            })
+            .collect()
+    }
+
+    /// The retention policy as of `now`.
+    #[must_use]
+    pub fn policy(&self, now: time::OffsetDateTime) -> RetentionPolicy {
+        RetentionPolicy::new(now, self.retention_days, self.category_days())
+    }
+
+    /// Findings about per-category retention: one chain per tenant can only be cut at its oldest
+    /// end, so a category kept much longer than another holds back pruning of everything after it.
+    fn verdicts(&self) -> Vec<Verdict> {
+        let days = self.category_days();
+        let forever: Vec<&str> = days
+            .iter()
+            .filter(|(_, d)| *d == 0)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        let finite: Vec<(AuditCategory, u32)> =
+            days.iter().copied().filter(|(_, d)| *d > 0).collect();
+        let mut v = Vec::new();
+        if !forever.is_empty() && !finite.is_empty() {
+            v.push(Verdict::warning(
+                "audit.retention",
+                format!(
+                    "keeps {} forever: pruning stops at the oldest such entry, so later entries of every \
+                     other category are kept too",
+                    forever.join(", ")
+                ),
+            ));
+        }
+        let shortest = finite.iter().min_by_key(|(_, d)| *d);
+        let longest = finite.iter().max_by_key(|(_, d)| *d);
+        if let (Some((short, s)), Some((long, l))) = (shortest, longest)
+            && *l >= s.saturating_mul(4)
+        {
+            v.push(Verdict::warning(
+                "audit.retention",
+                format!(
+                    "{long} ({l} days) is kept at least 4 times longer than {short} ({s} days): one \
+                     audit chain per tenant is pruned only from its oldest end, so an entry of {long} \
+                     holds back pruning of every later entry; {short} entries may live up to {l} days"
+                ),
+            ));
+        }
+        v
     }
 }
 
@@ -1019,6 +1106,7 @@ impl Settings {
                 "must be between 10 and 86400",
             ));
         }
+        v.extend(self.audit.verdicts());
         if self.auth.leeway_secs > 60 {
             v.push(Verdict::error("auth.leeway_secs", "must be at most 60"));
         }

@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod principal_cache;
 pub mod ratelimit;
+pub mod record_jobs;
 pub mod resources;
 pub mod router;
 pub mod routes;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use utoipa::openapi::{RefOr, schema::Schema};
 
 use crate::error::{FieldError, Problem};
-use crate::router::{RouteRegistry, schema};
+use crate::router::{RouteError, RouteRegistry, schema};
 
 fn problem_response(description: &str) -> Value {
     json!({
@@ -25,11 +25,15 @@ fn schema_ref(name: &str) -> Value {
 }
 
 /// Builds the document.
-#[must_use]
-pub fn document(routes: &RouteRegistry) -> Value {
+///
+/// # Errors
+/// [`RouteError::SchemaClash`] when a schema built from the declared resources would take the name of
+/// another schema.
+pub fn document(routes: &RouteRegistry) -> Result<Value, RouteError> {
     let mut components: Vec<(String, RefOr<Schema>)> = Vec::new();
-    (schema::<Problem>().collect)(&mut components);
-    (schema::<FieldError>().collect)(&mut components);
+    let mut built: Vec<(String, Value)> = Vec::new();
+    schema::<Problem>().collect(&mut components, &mut built);
+    schema::<FieldError>().collect(&mut components, &mut built);
     let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
     for entry in routes.entries() {
         let doc = &entry.doc;
@@ -41,8 +45,8 @@ pub fn document(routes: &RouteRegistry) -> Value {
         let (status, body) = &doc.success;
         let success = match (body, doc.media_type) {
             (Some(s), _) => {
-                (s.collect)(&mut components);
-                json!({ "description": "Success", "content": { "application/json": { "schema": schema_ref(&(s.name)()) } } })
+                s.collect(&mut components, &mut built);
+                json!({ "description": "Success", "content": { "application/json": { "schema": schema_ref(&s.name()) } } })
             }
             (None, Some(media)) => {
                 json!({ "description": "Success", "content": { media: { "schema": { "type": "string" } } } })
@@ -92,10 +96,10 @@ pub fn document(routes: &RouteRegistry) -> Value {
             }
         }
         if let Some(req) = &doc.request {
-            (req.collect)(&mut components);
+            req.collect(&mut components, &mut built);
             operation.insert(
                 "requestBody".into(),
-                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&(req.name)()) } } }),
+                json!({ "required": true, "content": { "application/json": { "schema": schema_ref(&req.name()) } } }),
             );
             responses.insert(
                 "400".into(),
@@ -116,11 +120,22 @@ pub fn document(routes: &RouteRegistry) -> Value {
             Value::Object(operation),
         );
     }
-    let schemas: BTreeMap<String, Value> = components
+    let mut schemas: BTreeMap<String, Value> = components
         .into_iter()
         .map(|(name, s)| (name, serde_json::to_value(s).unwrap_or(Value::Null)))
         .collect();
-    json!({
+    for (name, s) in built {
+        // The same resource schema is collected by each of its operations; a different schema under
+        // a taken name would make `$ref`s ambiguous, so the server refuses to start instead.
+        match schemas.get(&name) {
+            Some(existing) if *existing != s => return Err(RouteError::SchemaClash { name }),
+            Some(_) => {}
+            None => {
+                schemas.insert(name, s);
+            }
+        }
+    }
+    Ok(json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Palisade",
@@ -135,5 +150,5 @@ pub fn document(routes: &RouteRegistry) -> Value {
                 "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
             }
         }
-    })
+    }))
 }

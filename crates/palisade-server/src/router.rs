@@ -11,6 +11,7 @@
 //!   anonymous-probe and matrix tests, and the Trust Center.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -22,18 +23,52 @@ use utoipa::openapi::{RefOr, schema::Schema};
 
 use crate::state::AppState;
 
-/// A schema reference for the OpenAPI document, captured from a `utoipa::ToSchema` type.
-#[derive(Clone, Copy)]
-pub struct SchemaRef {
+/// A schema reference for the OpenAPI document: a `utoipa::ToSchema` type, or a JSON Schema built at
+/// start from the configuration (the declared resources).
+#[derive(Clone)]
+pub enum SchemaRef {
+    /// Captured from a `utoipa::ToSchema` type.
+    Typed {
+        /// The component name.
+        name: fn() -> String,
+        /// Adds the type's schema and its dependencies to the components.
+        collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+    },
+    /// Built at start: the component name and every component it needs (itself included).
+    Json {
+        /// The component name.
+        name: &'static str,
+        /// `(name, JSON Schema)` of the component and its dependencies.
+        components: Arc<Vec<(String, serde_json::Value)>>,
+    },
+}
+
+impl SchemaRef {
     /// The component name.
-    pub name: fn() -> String,
-    /// Adds the type's schema and its dependencies to the components.
-    pub collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            Self::Typed { name, .. } => name(),
+            Self::Json { name, .. } => (*name).to_owned(),
+        }
+    }
+
+    /// Adds the schema and its dependencies: typed ones to `typed`, built ones to `json`.
+    pub fn collect(
+        &self,
+        typed: &mut Vec<(String, RefOr<Schema>)>,
+        json: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        match self {
+            Self::Typed { collect, .. } => collect(typed),
+            Self::Json { components, .. } => json.extend(components.iter().cloned()),
+        }
+    }
 }
 
 impl std::fmt::Debug for SchemaRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&(self.name)())
+        f.write_str(&self.name())
     }
 }
 
@@ -50,7 +85,7 @@ pub fn schema<T: utoipa::ToSchema>() -> SchemaRef {
         ));
         T::schemas(out);
     }
-    SchemaRef {
+    SchemaRef::Typed {
         name: name::<T>,
         collect: collect::<T>,
     }
@@ -105,6 +140,20 @@ impl OpDoc {
     #[must_use]
     pub fn empty(mut self, status: u16) -> Self {
         self.success = (status, None);
+        self
+    }
+
+    /// The JSON request body, as a schema built at start.
+    #[must_use]
+    pub fn body_schema(mut self, schema: SchemaRef) -> Self {
+        self.request = Some(schema);
+        self
+    }
+
+    /// The success status and body, as a schema built at start.
+    #[must_use]
+    pub fn ok_schema(mut self, status: u16, schema: SchemaRef) -> Self {
+        self.success = (status, Some(schema));
         self
     }
 
@@ -193,6 +242,13 @@ pub enum RouteError {
         method: String,
         /// Path.
         path: String,
+    },
+    /// Two OpenAPI schemas share a name (a declared resource named like a platform schema, or two
+    /// resources whose names give the same component name).
+    #[error("the OpenAPI schema name `{name}` is used twice; rename the declared resource")]
+    SchemaClash {
+        /// The component name.
+        name: String,
     },
     /// Registered twice.
     #[error("route {method} {path} is registered twice")]

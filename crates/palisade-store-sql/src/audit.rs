@@ -17,11 +17,10 @@ use palisade_authz::{SystemScope, TenantScope};
 use palisade_domain::TenantId;
 use palisade_store::audit::{
     AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore, ChainHead,
-    ChainReport, ChainVerifier, Checkpoint, GENESIS, chain_hash, checkpoint_text,
+    ChainReport, ChainVerifier, Checkpoint, GENESIS, RetentionPolicy, chain_hash, checkpoint_text,
 };
 use palisade_store::{Page, StoreError, StoreResult};
-use sea_query::{Expr, ExprTrait, Func, LockType, OnConflict, Order, Query, SelectStatement};
-use time::OffsetDateTime;
+use sea_query::{Expr, ExprTrait, LockType, OnConflict, Order, Query, SelectStatement};
 
 use crate::codec::{from_micros, now, parse_stored, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
@@ -46,8 +45,8 @@ const ENTRY_COLUMNS: [AuditLog; 13] = [
 
 /// The largest page of entries a query returns.
 const MAX_AUDIT_PAGE: u32 = 1000;
-/// Output name of the retention query's `MIN(seq)`.
-const FIRST_KEPT: &str = "first_kept";
+/// Entries judged per retention transaction.
+const PRUNE_BATCH: u32 = 1000;
 /// Entries read per round trip while verifying.
 const VERIFY_BATCH: u32 = 500;
 
@@ -353,9 +352,33 @@ impl<D: Exec> AuditStore for SqlAuditStore<D> {
         &self,
         _system: &SystemScope,
         tenant: TenantId,
-        cutoff: OffsetDateTime,
+        policy: &RetentionPolicy,
         sign: &(dyn for<'a> Fn(&'a str) -> String + Send + Sync),
     ) -> StoreResult<u64> {
+        if policy.keeps_everything() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            let (pruned, more) = self.prune_batch(tenant, policy, sign).await?;
+            total += pruned;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl<D: Exec> SqlAuditStore<D> {
+    /// Prunes the prunable prefix of the next [`PRUNE_BATCH`] entries in one transaction, holding the
+    /// head lock only that long. Returns how many were pruned and whether the whole batch was (so the
+    /// next one may be too).
+    async fn prune_batch(
+        &self,
+        tenant: TenantId,
+        policy: &RetentionPolicy,
+        sign: &(dyn for<'a> Fn(&'a str) -> String + Send + Sync),
+    ) -> StoreResult<(u64, bool)> {
         let tid = tenant.to_string();
         let mut tx = begin_write::<D>(&self.pool).await?;
         let head_stmt = Query::select()
@@ -368,42 +391,55 @@ impl<D: Exec> AuditStore for SqlAuditStore<D> {
             .await?
             .is_none()
         {
-            return Ok(0);
+            return Ok((0, false));
         }
         let head = load_head::<D>(&mut tx, tenant).await?;
-        // Prune only a prefix: everything before the first entry at or after the cutoff (clocks of
-        // several instances may disagree slightly, so `at` is not trusted to be monotonic).
-        let first_kept = Query::select()
-            .expr_as(Func::min(Expr::col(AuditLog::Seq)), FIRST_KEPT)
+        let floor = head.checkpoint.as_ref().map_or(0, |c| c.seq);
+        // Only what the decision needs: `at` is not trusted to be monotonic (clocks of several
+        // instances may disagree slightly), so each entry is judged on its own and the first one that
+        // is not prunable ends the prefix.
+        let batch = Query::select()
+            .columns([
+                AuditLog::Seq,
+                AuditLog::At,
+                AuditLog::Action,
+                AuditLog::Resource,
+                AuditLog::Hash,
+            ])
             .from(AuditLog::Table)
             .and_where(Expr::col(AuditLog::TenantId).eq(tid.clone()))
-            .and_where(Expr::col(AuditLog::At).gte(to_micros(cutoff)?))
+            .and_where(Expr::col(AuditLog::Seq).gt(floor))
+            .order_by(AuditLog::Seq, Order::Asc)
+            .limit(u64::from(PRUNE_BATCH))
             .take();
-        let row = D::fetch_optional(&mut tx, D::render(&first_kept)).await?;
-        let first_kept: Option<i64> = match row {
-            Some(r) => D::opt_int(&r, FIRST_KEPT)?,
-            None => None,
-        };
-        let last_pruned = first_kept.map_or(head.seq, |s| s - 1);
-        let floor = head.checkpoint.as_ref().map_or(0, |c| c.seq);
-        if last_pruned <= floor {
-            return Ok(0);
+        let rows = D::fetch_all(&mut tx, D::render(&batch)).await?;
+        let mut last: Option<(i64, String)> = None;
+        let mut whole_batch = true;
+        for row in &rows {
+            let seq = D::int(row, col(AuditLog::Seq))?;
+            let expected = last.as_ref().map_or(floor, |(s, _)| *s) + 1;
+            // A gap is a broken chain: never cut across it (verification names it).
+            let prunable = seq == expected
+                && policy.prunable(
+                    &D::text(row, col(AuditLog::Action))?,
+                    &D::text(row, col(AuditLog::Resource))?,
+                    from_micros(D::int(row, col(AuditLog::At))?)?,
+                );
+            if !prunable {
+                whole_batch = false;
+                break;
+            }
+            last = Some((seq, D::text(row, col(AuditLog::Hash))?));
         }
-        let last = select_entries(tenant)
-            .and_where(Expr::col(AuditLog::Seq).eq(last_pruned))
-            .take();
-        let entry = D::fetch_optional(&mut tx, D::render(&last))
-            .await?
-            .as_ref()
-            .map(decode_entry::<D>)
-            .transpose()?
-            .ok_or_else(|| StoreError::internal("audit chain has a gap where retention cuts it"))?;
-        let signature = sign(&checkpoint_text(tenant, entry.seq, &entry.hash));
+        let Some((seq, hash)) = last else {
+            return Ok((0, false));
+        };
+        let signature = sign(&checkpoint_text(tenant, seq, &hash));
         let move_checkpoint = Query::update()
             .table(AuditHeads::Table)
             .values([
-                (AuditHeads::CheckpointSeq, entry.seq.into()),
-                (AuditHeads::CheckpointHash, entry.hash.clone().into()),
+                (AuditHeads::CheckpointSeq, seq.into()),
+                (AuditHeads::CheckpointHash, hash.into()),
                 (AuditHeads::CheckpointSignature, signature.into()),
             ])
             .and_where(Expr::col(AuditHeads::TenantId).eq(tid.clone()))
@@ -412,10 +448,11 @@ impl<D: Exec> AuditStore for SqlAuditStore<D> {
         let delete = Query::delete()
             .from_table(AuditLog::Table)
             .and_where(Expr::col(AuditLog::TenantId).eq(tid))
-            .and_where(Expr::col(AuditLog::Seq).lte(entry.seq))
+            .and_where(Expr::col(AuditLog::Seq).lte(seq))
             .take();
         let n = D::execute(&mut tx, D::render(&delete)).await?;
         commit::<D>(tx).await?;
-        Ok(n)
+        let full = rows.len() == usize::try_from(PRUNE_BATCH).unwrap_or(usize::MAX);
+        Ok((n, whole_batch && full))
     }
 }

@@ -23,12 +23,14 @@ use sea_query::{Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement, 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::codec::{fetch_size, from_micros, into_page, now, opt_from_micros, to_micros};
+use crate::codec::{fetch_keyset_page, from_micros, now, opt_from_micros, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{IdempotencyKeys, RecordFields, RecordUnique, Records, col};
 
 /// Output name of `COUNT(*)`.
 const COUNT: &str = "n";
+/// The most records one retention transaction purges.
+const MAX_PURGE_BATCH: u32 = 500;
 
 /// Records over one dialect's pool.
 pub(crate) struct SqlRecordStore<D: Dialect> {
@@ -375,24 +377,14 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
     ) -> StoreResult<Page<Record>> {
         let mut stmt = scoped(scope, resource, query.owner.as_deref())
             .and_where(Expr::col(Records::DeletedAt).is_null())
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col(Records::Id).gt(after)),
-            )
-            .order_by(Records::Id, Order::Asc)
-            .limit(fetch_size(page))
             .take();
         for f in &query.filters {
             stmt.and_where(filter_expr(scope, resource, f));
         }
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let items = D::fetch_all(&mut conn, D::render(&stmt))
-            .await?
-            .iter()
-            .map(decode::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, page, |r| r.id.clone()))
+        fetch_keyset_page::<D, _, _>(&self.pool, stmt, Records::Id, page, decode::<D>, |r| {
+            r.id.clone()
+        })
+        .await
     }
 
     async fn update_record(
@@ -565,6 +557,55 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         u64::try_from(D::int(&row, COUNT)?).map_err(internal)
     }
 
+    async fn purge_records(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        created_before: time::OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let select = scoped(scope, resource, None)
+            .and_where(Expr::col(Records::CreatedAt).lt(to_micros(created_before)?))
+            .order_by(Records::Id, Order::Asc)
+            .limit(u64::from(limit.clamp(1, MAX_PURGE_BATCH)))
+            .lock(LockType::Update)
+            .take();
+        let mut tx = begin_write::<D>(&self.pool).await?;
+        let doomed = D::fetch_all(&mut tx, D::render(&select))
+            .await?
+            .iter()
+            .map(decode::<D>)
+            .collect::<StoreResult<Vec<_>>>()?;
+        for record in &doomed {
+            let id = record.id.as_str();
+            write_index::<D>(&mut tx, scope, resource, id, &[]).await?;
+            release_unique::<D>(&mut tx, scope, resource, id).await?;
+            let keys = Query::delete()
+                .from_table(IdempotencyKeys::Table)
+                .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
+                .and_where(Expr::col(IdempotencyKeys::RecordId).eq(id))
+                .take();
+            D::execute(&mut tx, D::render(&keys)).await?;
+            let row = Query::delete()
+                .from_table(Records::Table)
+                .and_where(Expr::col(Records::TenantId).eq(tenant_of(scope)))
+                .and_where(Expr::col(Records::Resource).eq(resource))
+                .and_where(Expr::col(Records::Id).eq(id))
+                .take();
+            if D::execute(&mut tx, D::render(&row)).await? != 1 {
+                return Err(StoreError::internal(
+                    "purged record vanished under its lock",
+                ));
+            }
+            // SECURITY: the entry carries the full snapshot, as a delete does, in the same transaction.
+            let ev = event("purge", record, Some(record.to_json()), None);
+            crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+        }
+        commit::<D>(tx).await?;
+        Ok(u64::try_from(doomed.len()).unwrap_or(u64::MAX))
+    }
+
     async fn reserve_idempotency(
         &self,
         scope: &TenantScope,
@@ -634,6 +675,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
                 (IdempotencyKeys::Status, i64::from(response.status).into()),
                 (IdempotencyKeys::Headers, headers.into()),
                 (IdempotencyKeys::Body, response.body.clone().into()),
+                (IdempotencyKeys::RecordId, response.record_id.clone().into()),
             ])
             .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
             .and_where(Expr::col(IdempotencyKeys::Principal).eq(principal))
@@ -699,6 +741,7 @@ async fn read_key<D: Exec>(
             IdempotencyKeys::Headers,
             IdempotencyKeys::Body,
             IdempotencyKeys::CreatedAt,
+            IdempotencyKeys::RecordId,
         ])
         .from(IdempotencyKeys::Table)
         .and_where(Expr::col(IdempotencyKeys::TenantId).eq(tenant_of(scope)))
@@ -723,6 +766,7 @@ async fn read_key<D: Exec>(
                 status: u16::try_from(status).map_err(internal)?,
                 headers,
                 body: D::opt_text(&row, col(IdempotencyKeys::Body))?.unwrap_or_default(),
+                record_id: D::opt_text(&row, col(IdempotencyKeys::RecordId))?,
             })
         }
     };

@@ -218,6 +218,7 @@ pub(crate) enum IdempotencyKeys {
     Headers,
     Body,
     CreatedAt,
+    RecordId,
 }
 
 /// `api_keys`.

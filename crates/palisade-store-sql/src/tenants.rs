@@ -19,11 +19,11 @@ use palisade_store::{
     AuditEvent, AuditMeta, NewTenant, Page, PageRequest, StoreError, StoreResult, Tenant,
     TenantStore,
 };
-use sea_query::{Cond, Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement};
+use sea_query::{Cond, Expr, ExprTrait, Func, LockType, Query, SelectStatement};
 use time::OffsetDateTime;
 
 use crate::audit::append;
-use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
+use crate::codec::{fetch_keyset_page, from_micros, now, parse_stored, to_micros};
 use crate::dialect::{DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{Tenants, col};
 
@@ -298,21 +298,16 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
                 Expr::col((T, Tenants::Path)),
                 subtree_prefix(scope)?,
             )?)
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col((T, Tenants::Id)).gt(after)),
-            )
-            .order_by((T, Tenants::Id), Order::Asc)
-            .limit(fetch_size(page))
             .take();
-        let mut conn = acquire::<D>(&self.pool).await?;
-        let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
-        let tenants = rows
-            .iter()
-            .map(decode_tenant::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(tenants, page, |t| t.id.to_string()))
+        fetch_keyset_page::<D, _, _>(
+            &self.pool,
+            stmt,
+            (T, Tenants::Id),
+            page,
+            decode_tenant::<D>,
+            |t| t.id.to_string(),
+        )
+        .await
     }
 
     async fn rename_tenant(

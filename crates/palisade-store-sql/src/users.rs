@@ -23,7 +23,7 @@ use palisade_store::{
 use sea_query::{Expr, ExprTrait, InsertStatement, LockType, Order, Query, SelectStatement};
 
 use crate::audit::append;
-use crate::codec::{fetch_size, from_micros, into_page, now, parse_stored, to_micros};
+use crate::codec::{fetch_keyset_page, from_micros, now, parse_stored, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{UserRoles, Users, col};
 
@@ -294,22 +294,16 @@ impl<D: Exec> UserStore for SqlUserStore<D> {
     }
 
     async fn list_users(&self, scope: &TenantScope, page: &PageRequest) -> StoreResult<Page<User>> {
-        let stmt = select_users(scope)
-            .and_where_option(
-                page.after
-                    .as_deref()
-                    .map(|after| Expr::col(Users::Id).gt(after)),
-            )
-            .order_by(Users::Id, Order::Asc)
-            .limit(fetch_size(page))
-            .take();
+        let page = fetch_keyset_page::<D, _, _>(
+            &self.pool,
+            select_users(scope),
+            Users::Id,
+            page,
+            decode_user::<D>,
+            |u| u.id.to_string(),
+        )
+        .await?;
         let mut conn = acquire::<D>(&self.pool).await?;
-        let rows = D::fetch_all(&mut conn, D::render(&stmt)).await?;
-        let users = rows
-            .iter()
-            .map(decode_user::<D>)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let page = into_page(users, page, |u| u.id.to_string());
         let items = with_roles::<D>(&mut conn, scope, page.items).await?;
         Ok(Page {
             items,

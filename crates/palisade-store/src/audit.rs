@@ -19,6 +19,10 @@ use time::OffsetDateTime;
 
 use crate::{Page, StoreError, StoreResult};
 
+pub mod retention;
+
+pub use retention::{AuditCategory, RetentionPolicy, category_of};
+
 /// The `prev_hash` of a chain's first entry: 32 zero bytes, hex.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -313,14 +317,16 @@ pub trait AuditStore: Send + Sync {
     /// Recomputes the scope's tenant chain from its checkpoint (or genesis), page by page.
     async fn verify(&self, scope: &TenantScope) -> StoreResult<ChainReport>;
 
-    /// Deletes the tenant's entries written before `cutoff`, keeping the chain verifiable: the last
-    /// pruned entry's sequence and hash become the checkpoint, signed by `sign` (which receives the
-    /// canonical checkpoint text). Returns how many entries were pruned.
+    /// Deletes the longest prefix of the tenant's chain whose entries are all past their category's
+    /// retention under `policy`, keeping the chain verifiable: the last pruned entry's sequence and
+    /// hash become the checkpoint, signed by `sign` (which receives the canonical checkpoint text).
+    /// The first entry that is not prunable stops pruning, whatever follows it. Works in batches, each
+    /// in its own short transaction. Returns how many entries were pruned.
     async fn prune(
         &self,
         system: &SystemScope,
         tenant: TenantId,
-        cutoff: OffsetDateTime,
+        policy: &RetentionPolicy,
         sign: &(dyn for<'a> Fn(&'a str) -> String + Send + Sync),
     ) -> StoreResult<u64>;
 }

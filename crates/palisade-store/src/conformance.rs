@@ -112,9 +112,11 @@ pub const CASES: &[Case] = &[
     case!(audit_chains_are_scoped_to_the_tenant),
     case!(audit_queries_filter_and_page),
     case!(audit_retention_keeps_the_chain_verifiable),
+    case!(audit_retention_per_category_prunes_only_the_prunable_prefix),
     case!(platform_mutations_write_exactly_one_entry_each),
     case!(records_are_scoped_versioned_and_audited),
     case!(idempotency_reservations_have_one_winner),
+    case!(record_purges_remove_every_trace_and_are_audited),
     case!(api_keys_are_scoped_rotated_and_revoked),
 ];
 
@@ -165,9 +167,11 @@ macro_rules! conformance_tests {
             audit_chains_are_scoped_to_the_tenant,
             audit_queries_filter_and_page,
             audit_retention_keeps_the_chain_verifiable,
+            audit_retention_per_category_prunes_only_the_prunable_prefix,
             platform_mutations_write_exactly_one_entry_each,
             records_are_scoped_versioned_and_audited,
             idempotency_reservations_have_one_winner,
+            record_purges_remove_every_trace_and_are_audited,
             api_keys_are_scoped_rotated_and_revoked,
         );
     };

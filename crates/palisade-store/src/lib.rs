@@ -27,7 +27,8 @@ pub mod roles;
 
 pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use audit::{
-    AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore, ChainReport,
+    AuditCategory, AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore,
+    ChainReport, RetentionPolicy, category_of,
 };
 pub use identity::{
     MfaState, MfaStore, NewOtpChallenge, NewRefreshFamily, NewRefreshToken, NewSigningKey,

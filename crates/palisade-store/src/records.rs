@@ -146,6 +146,9 @@ pub struct StoredResponse {
     pub headers: Vec<(String, String)>,
     /// Body bytes (JSON text).
     pub body: String,
+    /// The record the request created, so that purging the record takes the stored response (which
+    /// holds the record) with it.
+    pub record_id: Option<String>,
 }
 
 /// The outcome of reserving an idempotency key.
@@ -234,6 +237,20 @@ pub trait RecordStore: Send + Sync {
         scope: &TenantScope,
         resource: &str,
         include_deleted: bool,
+    ) -> StoreResult<u64>;
+
+    /// Retention: permanently removes up to `limit` records of `resource` in the scope's tenant that
+    /// were created before `created_before`, soft-deleted ones included, in one transaction. Their
+    /// indexed values, unique claims and stored idempotent responses go with them, and each record
+    /// writes one `<resource>.purge` audit entry carrying its full snapshot. Returns how many were
+    /// purged; fewer than `limit` means none are left.
+    async fn purge_records(
+        &self,
+        scope: &TenantScope,
+        meta: &AuditMeta,
+        resource: &str,
+        created_before: time::OffsetDateTime,
+        limit: u32,
     ) -> StoreResult<u64>;
 
     /// Reserves `key` of `principal` in the scope's tenant for a request whose body hashes to

@@ -452,6 +452,9 @@ pub(super) async fn create(
                     })
                     .collect(),
                 body: String::from_utf8_lossy(&bytes).into_owned(),
+                record_id: serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned)),
             };
             if let Err(e) = records
                 .complete_idempotency(&scope, &principal, &key, &stored)

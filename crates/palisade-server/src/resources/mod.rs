@@ -21,6 +21,7 @@
 mod export;
 mod handlers;
 mod query;
+mod schema;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -31,34 +32,10 @@ use palisade_authz::{
 };
 use palisade_domain::resource::{ResourceSchema, compile};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 
 use crate::config::Settings;
 use crate::router::{OpDoc, SecureRouter};
 use crate::state::AppState;
-
-/// A record as the API returns it: `{"id", ...declared fields..., "created_at", "updated_at",
-/// "version"}`. The declared fields depend on the resource (see `palisade.toml`).
-#[derive(Debug, ToSchema)]
-pub struct ResourceRecord {
-    /// UUIDv7.
-    pub id: String,
-    /// RFC 3339.
-    pub created_at: String,
-    /// RFC 3339.
-    pub updated_at: String,
-    /// From 1; every change increments it.
-    pub version: i64,
-}
-
-/// A page of records.
-#[derive(Debug, ToSchema)]
-pub struct ResourcePage {
-    /// The records.
-    pub items: Vec<ResourceRecord>,
-    /// The cursor of the next page, or null.
-    pub next_cursor: Option<String>,
-}
 
 /// The capabilities of one resource.
 #[derive(Debug, Clone)]
@@ -223,6 +200,7 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
     let restore = leak(format!("/v1/{name}/{{id}}/restore"));
     let export = leak(format!("/v1/{name}/export"));
     let caps = res.caps.clone();
+    let schemas = schema::schemas(&res.schema, &c);
     let (a, b, d, e, f, g, h) = (
         res.clone(),
         res.clone(),
@@ -235,7 +213,8 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
     r.get(
         collection,
         Access::cap(caps.list),
-        doc(format!("list{c}"), format!("List records of `{name}`"), tag).ok::<ResourcePage>(200),
+        doc(format!("list{c}"), format!("List records of `{name}`"), tag)
+            .ok_schema(200, schemas.page.clone()),
         move |st, caller, scoped, uri| handlers::list(a, st, caller, scoped, uri),
     )
     .post(
@@ -246,7 +225,8 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
             format!("Create a record of `{name}`"),
             tag,
         )
-        .ok::<ResourceRecord>(201),
+        .body_schema(schemas.create.clone())
+        .ok_schema(201, schemas.record.clone()),
         move |st, caller, scoped, audited, req| {
             handlers::create(b, st, caller, scoped, audited, req)
         },
@@ -265,7 +245,8 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
     .get(
         item,
         Access::cap(caps.read),
-        doc(format!("get{c}"), format!("A record of `{name}`"), tag).ok::<ResourceRecord>(200),
+        doc(format!("get{c}"), format!("A record of `{name}`"), tag)
+            .ok_schema(200, schemas.record.clone()),
         move |st, caller, scoped, path, headers| {
             handlers::get(e, st, caller, scoped, path, headers)
         },
@@ -278,7 +259,8 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
             format!("Change a record of `{name}` (JSON Merge Patch, If-Match)"),
             tag,
         )
-        .ok::<ResourceRecord>(200),
+        .body_schema(schemas.patch.clone())
+        .ok_schema(200, schemas.record.clone()),
         move |st, caller, scoped, audited, path, req| {
             handlers::update(f, st, caller, scoped, audited, path, req)
         },
@@ -304,7 +286,7 @@ fn register_one(r: SecureRouter, res: Arc<Resource>) -> SecureRouter {
             format!("Restore a soft-deleted record of `{name}`"),
             tag,
         )
-        .ok::<ResourceRecord>(200),
+        .ok_schema(200, schemas.record),
         move |st, caller, scoped, audited, path| {
             handlers::restore(h, st, caller, scoped, audited, path)
         },

@@ -313,21 +313,8 @@ each_backend!(refresh_token_reuse_is_recorded_as_a_security_event);
 
 #[tokio::test]
 async fn the_cli_verifies_every_chain_and_names_a_tampered_one() {
-    use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("PALISADE_CONFIG")
-            .env("PALISADE__LOG__LEVEL", "error")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| crate::run_cli(dir.path(), args);
     let (ok, text) = run(&["bootstrap"]);
     assert!(ok, "{text}");
     let (ok, text) = run(&["audit", "verify"]);

@@ -9,6 +9,28 @@
     reason = "tests fail loudly; helpers outside #[test] fns are test code too"
 )]
 
+/// Like `palisade_testkit::each_backend!`, but each test's app comes from the calling module's own
+/// `async fn spawn(Backend) -> Option<TestApp>` (for example with declared resources).
+macro_rules! each_backend_with_spawn {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = super::spawn(palisade_testkit::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = super::spawn(palisade_testkit::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
 mod api_keys;
 mod audit;
 mod auth;
@@ -23,6 +45,7 @@ mod pipeline;
 mod principal_cache;
 mod registry;
 mod resources;
+mod retention;
 mod roles;
 mod sms;
 mod tenants;
@@ -82,4 +105,44 @@ pub async fn expect_problem(res: reqwest::Response, status: u16, code: &str) -> 
     );
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
+}
+
+/// Runs the `palisade` binary in `dir` with `args` (no config from the environment, quiet logs) and
+/// returns whether it succeeded and what it printed (stdout, then stderr).
+pub fn run_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PALISADE_CONFIG")
+        .env("PALISADE__LOG__LEVEL", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every file below the workspace's `crates/<dir>` folders, with its text (for source-scanning
+/// review tests).
+pub fn source_files(dirs: &[&str]) -> Vec<(std::path::PathBuf, String)> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = Vec::new();
+    let mut stack: Vec<_> = dirs.iter().map(|d| crates.join(d)).collect();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path, text));
+            }
+        }
+    }
+    out
 }

@@ -250,29 +250,20 @@ fn system_scope_is_used_only_where_reviewed() {
         ("auth.rs", "InternalRole::SignIn"),
         ("mfa.rs", "InternalRole::SignIn"),
         ("audit_jobs.rs", "InternalRole::AuditMaintenance"),
+        ("record_jobs.rs", "InternalRole::Retention"),
     ];
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
-    let mut stack = vec![src];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for (i, _) in text.match_indices("SystemScope::internal(") {
-                let role: String = text[i..]
-                    .chars()
-                    .skip("SystemScope::internal(".len())
-                    .take_while(|c| *c != ')')
-                    .collect();
-                found.push((
-                    path.file_name().unwrap().to_string_lossy().into_owned(),
-                    role,
-                ));
-            }
+    for (path, text) in crate::source_files(&["palisade-server/src"]) {
+        for (i, _) in text.match_indices("SystemScope::internal(") {
+            let role: String = text[i..]
+                .chars()
+                .skip("SystemScope::internal(".len())
+                .take_while(|c| *c != ')')
+                .collect();
+            found.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                role,
+            ));
         }
     }
     assert!(!found.is_empty());

@@ -45,27 +45,7 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, |s| s.resources = declarations()).await
 }
 
-macro_rules! each_backend_with_resources {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::spawn(palisade_testkit::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::spawn(palisade_testkit::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-each_backend_with_resources!(
+each_backend_with_spawn!(
     audit_views_mask_protected_fields,
     crud_round_trip_writes_one_audit_entry_per_mutation,
     invalid_bodies_are_refused_whole_and_change_nothing,
@@ -1065,7 +1045,7 @@ code     = { type = "string", pattern = "([a-z", gdpr = "internal" }
     assert!(text.contains("colour"), "{text}");
 }
 
-each_backend_with_resources!(declared_routes_are_documented_in_openapi_and_capabilities);
+each_backend_with_spawn!(declared_routes_are_documented_in_openapi_and_capabilities);
 
 async fn declared_routes_are_documented_in_openapi_and_capabilities(app: TestApp) {
     let doc = json(app.anonymous().get("/openapi.json").await).await;
@@ -1139,4 +1119,160 @@ async fn audit_views_mask_protected_fields(app: TestApp) {
             "{format} leaks a protected field"
         );
     }
+}
+
+/// Every `$ref` in `v`, recursively.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+/// `/openapi.json` carries one schema per declared resource (`<Name>`, `<Name>Create`,
+/// `<Name>Patch`, `<Name>Page`) with the declared constraints, wires them to the resource's
+/// operations, marks protected fields, and every `$ref` resolves (OpenAPI 3.1 structure).
+#[tokio::test]
+async fn openapi_has_a_schema_per_resource_and_every_ref_resolves() {
+    let app = spawn(Backend::Sqlite).await.unwrap();
+    let doc = json(app.anonymous().get("/openapi.json").await).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "Customers",
+        "CustomersCreate",
+        "CustomersPatch",
+        "CustomersPage",
+        "Notes",
+        "NotesCreate",
+        "NotesPatch",
+        "NotesPage",
+    ] {
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
+    let create = &schemas["CustomersCreate"];
+    assert_eq!(create["type"], "object");
+    assert_eq!(create["additionalProperties"], false);
+    assert_eq!(create["required"], json!(["name"]));
+    let p = &create["properties"];
+    assert_eq!(p["name"]["type"], "string");
+    assert_eq!(p["name"]["maxLength"], 50);
+    assert_eq!(p["email"]["format"], "email");
+    assert_eq!(p["email"]["x-palisade-unique"], true);
+    assert_eq!(p["tier"]["enum"], json!(["free", "pro", "enterprise"]));
+    assert_eq!(p["score"]["type"], "integer");
+    assert_eq!(
+        (
+            p["score"]["minimum"].as_f64(),
+            p["score"]["maximum"].as_f64()
+        ),
+        (Some(0.0), Some(100.0))
+    );
+    assert_eq!(p["tax_id"]["x-palisade-protected"], true);
+    let text = p["tax_id"]["description"].as_str().unwrap();
+    assert!(
+        text.contains("customers.field.tax_id.read")
+            && text.contains("customers.field.tax_id.write"),
+        "{text}"
+    );
+    // A merge patch may remove optional fields with null, never a required one; nothing is required.
+    let patch = &schemas["CustomersPatch"];
+    assert!(patch.get("required").is_none());
+    assert_eq!(
+        patch["properties"]["tier"]["type"],
+        json!(["string", "null"])
+    );
+    assert_eq!(patch["properties"]["name"]["type"], "string");
+    // The record as returned: system fields required, protected fields never required.
+    let record = &schemas["Customers"];
+    let required: Vec<&str> = record["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for f in ["id", "name", "created_at", "updated_at", "version"] {
+        assert!(required.contains(&f), "{f} not required");
+    }
+    assert!(!required.contains(&"tax_id"));
+    assert_eq!(schemas["Notes"]["properties"]["customer"]["format"], "uuid");
+    assert_eq!(
+        schemas["Notes"]["properties"]["customer"]["x-palisade-ref"],
+        "customers"
+    );
+    // The operations use them, each with its capability.
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    let body =
+        |o: &Value| o["requestBody"]["content"]["application/json"]["schema"]["$ref"].clone();
+    let ok = |o: &Value, status: &str| {
+        o["responses"][status]["content"]["application/json"]["schema"]["$ref"].clone()
+    };
+    let post = op("/v1/customers", "post");
+    assert_eq!(body(&post), "#/components/schemas/CustomersCreate");
+    assert_eq!(ok(&post, "201"), "#/components/schemas/Customers");
+    assert_eq!(post["x-palisade-capability"], "customers.create");
+    let patch_op = op("/v1/customers/{id}", "patch");
+    assert_eq!(body(&patch_op), "#/components/schemas/CustomersPatch");
+    assert_eq!(patch_op["x-palisade-capability"], "customers.update");
+    assert_eq!(
+        ok(&op("/v1/notes", "get"), "200"),
+        "#/components/schemas/NotesPage"
+    );
+    assert_eq!(
+        ok(&op("/v1/notes/{id}", "get"), "200"),
+        "#/components/schemas/Notes"
+    );
+    // Structure: every operation has responses and an operationId, ids are unique, and every $ref
+    // points at an existing component.
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        assert!(path.starts_with('/'), "{path}");
+        for (method, o) in item.as_object().unwrap() {
+            assert!(
+                o["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}"
+            );
+            assert!(
+                ids.insert(o["operationId"].as_str().unwrap().to_owned()),
+                "duplicate operationId"
+            );
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 20);
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("foreign $ref {r}"));
+        assert!(schemas.contains_key(name), "dangling $ref {r}");
+    }
+}
+
+/// A resource whose schema would take a platform schema's name (or another resource's) is refused
+/// at start instead of serving an ambiguous document.
+#[tokio::test]
+async fn a_resource_schema_named_like_a_platform_schema_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = palisade_server::config::Settings::for_test(dir.path());
+    s.resources = serde_json::from_value(json!([{
+        "name": "problem",
+        "fields": { "title": { "type": "string", "gdpr": "public" } }
+    }]))
+    .unwrap();
+    let err = palisade_server::build(s)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("`Problem`"), "{err}");
 }

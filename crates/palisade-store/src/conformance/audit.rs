@@ -12,7 +12,9 @@ use serde_json::json;
 
 use super::{bootstrap, child, join_all, scope, system_tenant};
 use crate::Stores;
-use crate::audit::{AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, GENESIS};
+use crate::audit::{
+    AuditCategory, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, GENESIS, RetentionPolicy,
+};
 
 fn meta(actor: &str) -> AuditMeta {
     AuditMeta {
@@ -380,10 +382,15 @@ pub async fn audit_retention_keeps_the_chain_verifiable(stores: &Stores) {
         signed.lock().expect("lock").push(text.to_owned());
         "sig".to_owned()
     };
-    let cutoff = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    // Every entry is two days old as of this policy's "now", and every category keeps one day.
+    let later = RetentionPolicy::new(
+        time::OffsetDateTime::now_utc() + time::Duration::days(2),
+        1,
+        [],
+    );
     let pruned = stores
         .audit
-        .prune(&bootstrap(), t.id, cutoff, &sign)
+        .prune(&bootstrap(), t.id, &later, &sign)
         .await
         .expect("prune");
     assert_eq!(pruned, 4);
@@ -397,7 +404,7 @@ pub async fn audit_retention_keeps_the_chain_verifiable(stores: &Stores) {
     assert_eq!(
         stores
             .audit
-            .prune(&bootstrap(), t.id, cutoff, &sign)
+            .prune(&bootstrap(), t.id, &later, &sign)
             .await
             .expect("prune again"),
         0
@@ -414,13 +421,133 @@ pub async fn audit_retention_keeps_the_chain_verifiable(stores: &Stores) {
     let report = stores.audit.verify(&s).await.expect("verify");
     assert!(report.valid, "{report:?}");
     assert_eq!(report.entries, 1);
-    // A cutoff in the past prunes nothing.
+    // Entries younger than their retention are not pruned.
+    let today = RetentionPolicy::new(time::OffsetDateTime::now_utc(), 1, []);
     assert_eq!(
         stores
             .audit
-            .prune(&bootstrap(), t.id, time::OffsetDateTime::UNIX_EPOCH, &sign)
+            .prune(&bootstrap(), t.id, &today, &sign)
             .await
             .expect("prune none"),
         0
     );
+}
+
+/// Retention per category: an entry is pruned only past its own category's retention, the longest
+/// prunable prefix goes, and a longer-retained (or unknown) entry stops pruning there; the checkpoint
+/// is signed and the rest of the chain still verifies.
+pub async fn audit_retention_per_category_prunes_only_the_prunable_prefix(stores: &Stores) {
+    let root = system_tenant(stores).await;
+    let t = child(stores, &root, "categories", TenantKind::Tenant).await;
+    let s = scope(&t);
+    let other = child(stores, &root, "bystander", TenantKind::Tenant).await;
+    let entry = |action: &str, resource: &str| AuditEvent {
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        record_id: None,
+        old: None,
+        new: None,
+    };
+    for (action, resource) in [
+        ("user.update", "user"),                   // platform
+        ("customers.create", "customers"),         // records
+        ("auth.refresh_reused", "refresh_family"), // security: kept longer
+        ("customers.purge", "customers"),          // records
+        ("future.thing", "future"),                // unknown: kept like the longest
+        ("role.create", "role"),                   // platform
+    ] {
+        stores
+            .audit
+            .record(&s, &meta("user:a"), entry(action, resource))
+            .await
+            .expect("record");
+    }
+    stores
+        .audit
+        .record(
+            &scope(&other),
+            &meta("user:b"),
+            entry("user.update", "user"),
+        )
+        .await
+        .expect("record other tenant");
+    let sign = |text: &str| format!("sig:{}", text.len());
+    let now = time::OffsetDateTime::now_utc();
+    let policy = |days_later: i64| {
+        RetentionPolicy::new(
+            now + time::Duration::days(days_later),
+            5,
+            [(AuditCategory::Security, 30)],
+        )
+    };
+    // Ten days on: the platform and records entries are past 5 days; the security entry is not.
+    assert_eq!(
+        stores
+            .audit
+            .prune(&bootstrap(), t.id, &policy(10), &sign)
+            .await
+            .expect("prune"),
+        2
+    );
+    let head = stores.audit.head(&s).await.expect("head");
+    let checkpoint = head.checkpoint.expect("checkpoint");
+    assert_eq!(checkpoint.seq, 2);
+    assert!(checkpoint.signature.starts_with("sig:"));
+    let left = stores
+        .audit
+        .list(&s, &AuditFilter::default(), &page(100, None))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(
+        left.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        [
+            "auth.refresh_reused",
+            "customers.purge",
+            "future.thing",
+            "role.create"
+        ]
+    );
+    assert_eq!(left[0].prev_hash, checkpoint.hash);
+    let report = stores.audit.verify(&s).await.expect("verify");
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.entries, 4);
+    // Forty days on: the security entry goes too, and the unknown action (kept like the longest
+    // category, 30 days) as well.
+    assert_eq!(
+        stores
+            .audit
+            .prune(&bootstrap(), t.id, &policy(40), &sign)
+            .await
+            .expect("prune later"),
+        4
+    );
+    let report = stores.audit.verify(&s).await.expect("verify after");
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.entries, 0);
+    // Keeping one category forever keeps it (and everything after it) forever.
+    let t2 = child(stores, &root, "forever", TenantKind::Tenant).await;
+    for (action, resource) in [("customers.create", "customers"), ("user.update", "user")] {
+        stores
+            .audit
+            .record(&scope(&t2), &meta("user:a"), entry(action, resource))
+            .await
+            .expect("record");
+    }
+    let keep_records = RetentionPolicy::new(
+        now + time::Duration::days(1000),
+        5,
+        [(AuditCategory::Records, 0)],
+    );
+    assert_eq!(
+        stores
+            .audit
+            .prune(&bootstrap(), t2.id, &keep_records, &sign)
+            .await
+            .expect("prune none"),
+        0
+    );
+    // The other tenant's chain was not touched by any of it.
+    let bystander = stores.audit.verify(&scope(&other)).await.expect("verify");
+    assert!(bystander.valid && bystander.entries == 1, "{bystander:?}");
 }

@@ -300,6 +300,7 @@ pub async fn idempotency_reservations_have_one_winner(stores: &Stores) {
         status: 201,
         headers: vec![("location".into(), "/v1/things/1".into())],
         body: "{\"id\":\"1\"}".into(),
+        record_id: Some("1".into()),
     };
     r.complete_idempotency(&a, "user:u", "k", &stored)
         .await
@@ -340,4 +341,155 @@ pub async fn idempotency_reservations_have_one_winner(stores: &Stores) {
             .expect("expired"),
         Reservation::Reserved
     );
+}
+
+/// Retention purges: records created before the cutoff go for good, soft-deleted ones too, with their
+/// indexed values, unique claims and stored idempotent responses, one `<resource>.purge` entry with the
+/// full snapshot each, in batches; newer records, other resources and other tenants stay.
+pub async fn record_purges_remove_every_trace_and_are_audited(stores: &Stores) {
+    let root = system_tenant(stores).await;
+    let a = scope(&child(stores, &root, "purge-a", TenantKind::Tenant).await);
+    let b = scope(&child(stores, &root, "purge-b", TenantKind::Tenant).await);
+    let r = &stores.records;
+    let mut old_ids = Vec::new();
+    for i in 0..3 {
+        let rec = r
+            .create_record(&a, &meta(), new(json!({"code": format!("old{i}"), "n": i})))
+            .await
+            .expect("create old");
+        old_ids.push(rec.id);
+    }
+    // One old record is soft-deleted: retention purges it too.
+    r.delete_record(&a, &meta(), "things", &old_ids[2], None, 1)
+        .await
+        .expect("soft delete");
+    // The create of an old record was idempotent: its stored response goes with it.
+    assert_eq!(
+        r.reserve_idempotency(&a, "user:u", "k-old", "h", time::Duration::days(1))
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+    let stored = StoredResponse {
+        status: 201,
+        headers: Vec::new(),
+        body: format!("{{\"id\":\"{}\"}}", old_ids[0]),
+        record_id: Some(old_ids[0].clone()),
+    };
+    r.complete_idempotency(&a, "user:u", "k-old", &stored)
+        .await
+        .expect("complete");
+    let mut other = new(json!({"code": "old-other", "n": 1}));
+    other.resource = "others".to_owned();
+    r.create_record(&a, &meta(), other)
+        .await
+        .expect("other resource");
+    r.create_record(&b, &meta(), new(json!({"code": "old0", "n": 1})))
+        .await
+        .expect("other tenant");
+    let cutoff = time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1);
+    wait_past(cutoff);
+    let young = r
+        .create_record(&a, &meta(), new(json!({"code": "young", "n": 9})))
+        .await
+        .expect("create young");
+    let seq_before = stores.audit.head(&a).await.expect("head").seq;
+    // Two per batch: the first batch is full, the second is not, the third finds nothing.
+    let purge = AuditMeta::system("retention");
+    assert_eq!(
+        r.purge_records(&a, &purge, "things", cutoff, 2)
+            .await
+            .expect("purge 1"),
+        2
+    );
+    assert_eq!(
+        r.purge_records(&a, &purge, "things", cutoff, 2)
+            .await
+            .expect("purge 2"),
+        1
+    );
+    assert_eq!(
+        r.purge_records(&a, &purge, "things", cutoff, 2)
+            .await
+            .expect("purge 3"),
+        0
+    );
+    assert_eq!(r.count_records(&a, "things", true).await.expect("count"), 1);
+    assert_eq!(r.count_records(&a, "others", true).await.expect("count"), 1);
+    assert_eq!(r.count_records(&b, "things", true).await.expect("count"), 1);
+    assert!(
+        r.get_record(&a, "things", &young.id, None)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // The unique values are free again, the indexed values are gone.
+    r.create_record(&a, &meta(), new(json!({"code": "old0", "n": 100})))
+        .await
+        .expect("unique value reclaimed");
+    let by_n = RecordQuery {
+        owner: None,
+        filters: vec![RecordFilter {
+            field: "n".to_owned(),
+            op: FilterOp::Lt,
+            values: vec![IndexedValue::Num(5.0)],
+        }],
+    };
+    assert!(
+        r.list_records(&a, "things", &by_n, &all())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    // The stored response of the purged record is gone: the key can be reserved afresh.
+    assert_eq!(
+        r.reserve_idempotency(&a, "user:u", "k-old", "h", time::Duration::days(1))
+            .await
+            .expect("reserve again"),
+        Reservation::Reserved
+    );
+    // One purge entry per record, with the full snapshot, by the system actor.
+    let entries = stores
+        .audit
+        .list(
+            &a,
+            &AuditFilter {
+                action: Some("things.purge".to_owned()),
+                ..AuditFilter::default()
+            },
+            &AuditPageRequest {
+                limit: 100,
+                after_seq: None,
+            },
+        )
+        .await
+        .expect("audit")
+        .items;
+    assert_eq!(entries.len(), 3);
+    let mut purged: Vec<String> = entries
+        .iter()
+        .map(|e| e.record_id.clone().unwrap_or_default())
+        .collect();
+    purged.sort();
+    let mut expected = old_ids.clone();
+    expected.sort();
+    assert_eq!(purged, expected);
+    for e in &entries {
+        assert!(e.seq > seq_before);
+        assert_eq!(e.actor, "system:retention");
+        assert_eq!(e.resource, "things");
+        assert!(e.new.is_none());
+        let old = e.old.as_ref().expect("snapshot");
+        assert_eq!(old["id"], json!(e.record_id));
+        assert!(old["code"].as_str().is_some_and(|c| c.starts_with("old")));
+    }
+    assert!(stores.audit.verify(&a).await.expect("verify").valid);
+}
+
+/// Waits (without a runtime timer) until the wall clock has passed `t`.
+fn wait_past(t: time::OffsetDateTime) {
+    while time::OffsetDateTime::now_utc() <= t {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
