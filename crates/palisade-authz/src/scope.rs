@@ -73,6 +73,11 @@ pub enum InternalRole {
     SignIn,
     /// Audit retention and chain verification across every tenant (the CLI and the background job).
     AuditMaintenance,
+    /// Writing API keys' batched `last_used_at` (usage metadata, not an audited change).
+    KeyUsage,
+    /// Operator recovery from the command line (e.g. clearing a tenant's IP allowlist after a
+    /// lock-out); every change it makes is audited with actor `system:cli`.
+    Recovery,
 }
 
 impl InternalRole {
@@ -86,6 +91,8 @@ impl InternalRole {
             Self::KeyRotation => "internal.key_rotation",
             Self::SignIn => "internal.sign_in",
             Self::AuditMaintenance => "internal.audit_maintenance",
+            Self::KeyUsage => "internal.key_usage",
+            Self::Recovery => "internal.recovery",
         }
     }
 }
