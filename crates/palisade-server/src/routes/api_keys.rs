@@ -124,8 +124,10 @@ pub struct CreateApiKeyRequest {
     #[serde(default)]
     pub allowed_ips: Vec<String>,
     /// The key's own rate limit (bounded by `rate_limit.api_key_max`); absent: the tenant's override
-    /// or the default quota.
-    pub rate_limit: Option<KeyRateLimitView>,
+    /// or the default quota. Read as a JSON value first so that only an object is accepted (serde
+    /// would otherwise take `[1, 2]` for a struct).
+    #[schema(value_type = Option<KeyRateLimitView>)]
+    pub rate_limit: Option<serde_json::Value>,
 }
 
 /// `POST /v1/api-keys/{id}/rotate`.
@@ -253,11 +255,22 @@ fn check_capabilities(
 /// A key's own rate limit: each value from 1 to the configured maximum.
 fn check_rate_limit(
     app: &AppState,
-    requested: Option<KeyRateLimitView>,
+    requested: Option<serde_json::Value>,
 ) -> ApiResult<Option<KeyRateLimit>> {
-    let Some(r) = requested else {
+    let Some(raw) = requested.filter(|v| !v.is_null()) else {
         return Ok(None);
     };
+    let invalid = || {
+        ApiError::field(
+            "rate_limit",
+            "invalid_rate_limit",
+            "must be an object {\"per_second\", \"burst\"} of positive integers",
+        )
+    };
+    if !raw.is_object() {
+        return Err(invalid());
+    }
+    let r: KeyRateLimitView = serde_json::from_value(raw).map_err(|_| invalid())?;
     let max = app.settings().rate_limit.api_key_max;
     let mut errors = Vec::new();
     for (field, value, most) in [

@@ -17,6 +17,7 @@ mod forged_tokens;
 mod input;
 mod isolation;
 mod limits;
+mod network;
 mod mfa;
 mod pipeline;
 mod registry;
