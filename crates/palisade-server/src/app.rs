@@ -443,7 +443,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 pub fn assemble(state: AppState) -> Result<Router, BuildError> {
     let (router, registry) =
         crate::routes::register(SecureRouter::new(state.clone())).finish(state.capabilities())?;
-    let doc = crate::openapi::document(&registry);
+    let doc = crate::openapi::document(&registry, state.capabilities());
     state.set_routes(registry, doc);
     let settings = state.settings();
     let cap = Cap(Arc::new(Semaphore::new(settings.server.max_concurrency)));
