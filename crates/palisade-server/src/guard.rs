@@ -9,8 +9,9 @@
 //! Around that, on every route but `/health`, `/ready` and `/metrics` (public routes included): a
 //! blocked client IP is refused before authentication and a blocked user after it (403
 //! `waf.blocked`, [`crate::waf`]); the request is counted by the rate limiter (429, per user, per IP,
-//! or per IP on `/v1/auth/*`, [`crate::ratelimit`]); a JSON body is checked by the WAF before the
-//! handler (400 `waf.*`). Refused credentials are rate limited per IP like anonymous callers.
+//! or per IP on `/v1/auth/*`, [`crate::ratelimit`]); the query string and the body are checked by
+//! the WAF before the handler (400 `waf.*`, 415 for a body type no route accepts). Refused
+//! credentials are rate limited per IP like anonymous callers.
 //!
 //! After the decision, the network controls ([`crate::net`]): the client IP must be in the IP
 //! allowlist of the tenant acted on and of the caller's home tenant, and, on platform administration
@@ -36,9 +37,9 @@ use time::OffsetDateTime;
 use std::net::IpAddr;
 
 use crate::auth::api_keys;
-use crate::net;
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
+use crate::net;
 use crate::pipeline::ClientIp;
 use crate::state::AppState;
 use crate::{ratelimit, waf};
@@ -216,7 +217,9 @@ pub async fn authenticate(
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
-    authenticate_full(app, headers, ip).await.map(|a| a.principal)
+    authenticate_full(app, headers, ip)
+        .await
+        .map(|a| a.principal)
 }
 
 /// [`authenticate`], keeping the home tenant's IP allowlist and an API key's own quota.
@@ -347,9 +350,15 @@ fn check_network(
         .get(capability)
         .is_some_and(palisade_authz::is_platform_administration);
     let refusal = if admin && !net::nets_allow(&app.settings().server.admin_allowed_ips, ip) {
-        Some(("admin", "Platform administration is not allowed from this address."))
+        Some((
+            "admin",
+            "Platform administration is not allowed from this address.",
+        ))
     } else if !net::ip_allowed(home_ips, ip) {
-        Some(("home_tenant", "Your tenant does not allow access from this address."))
+        Some((
+            "home_tenant",
+            "Your tenant does not allow access from this address.",
+        ))
     } else if target_ips.is_some_and(|list| !net::ip_allowed(list, ip)) {
         Some((
             "target_tenant",
@@ -386,16 +395,17 @@ async fn authenticate_api_key(
         expires_at: key.expires_at,
         session_id: None,
     };
-    let (mut principal, home_ips) = resolve_principal(app, identity)
-        .await
-        .map_err(|e| match e {
-            ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
-                code: "auth.invalid_api_key",
-                detail: "The API key's creator can no longer use it.",
-                challenge: Challenge::InvalidToken,
-            },
-            other => other,
-        })?;
+    let (mut principal, home_ips) =
+        resolve_principal(app, identity)
+            .await
+            .map_err(|e| match e {
+                ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
+                    code: "auth.invalid_api_key",
+                    detail: "The API key's creator can no longer use it.",
+                    challenge: Challenge::InvalidToken,
+                },
+                other => other,
+            })?;
     let granted: BTreeSet<Capability> = key
         .capabilities
         .iter()

@@ -149,7 +149,12 @@ pub async fn recover_tenant_allowed_ips(
     };
     stores
         .tenants
-        .update_tenant(&scope, found.id, patch, &palisade_store::AuditMeta::system("cli"))
+        .update_tenant(
+            &scope,
+            found.id,
+            patch,
+            &palisade_store::AuditMeta::system("cli"),
+        )
         .await
         .map_err(|e| e.to_string())
 }

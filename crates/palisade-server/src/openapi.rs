@@ -28,7 +28,10 @@ fn schema_ref(name: &str) -> Value {
 
 /// Builds the document.
 #[must_use]
-pub fn document(routes: &RouteRegistry, capabilities: &palisade_authz::CapabilityRegistry) -> Value {
+pub fn document(
+    routes: &RouteRegistry,
+    capabilities: &palisade_authz::CapabilityRegistry,
+) -> Value {
     let mut components: Vec<(String, RefOr<Schema>)> = Vec::new();
     (schema::<Problem>().collect)(&mut components);
     (schema::<FieldError>().collect)(&mut components);
@@ -125,9 +128,9 @@ pub fn document(routes: &RouteRegistry, capabilities: &palisade_authz::Capabilit
             );
             responses.insert("422".into(), problem_response("Invalid fields"));
         }
-        responses
-            .entry("400")
-            .or_insert_with(|| problem_response("A query parameter was refused by the WAF (waf.*)"));
+        responses.entry("400").or_insert_with(|| {
+            problem_response("A query parameter was refused by the WAF (waf.*)")
+        });
         responses.insert("429".into(), problem_response("Rate limited"));
         responses.insert(
             "503".into(),

@@ -413,7 +413,10 @@ pub fn scan_pairs(raw: &[u8], limits: &WafSettings, count: bool) -> Result<(), V
     };
     for pair in raw.split(|b| *b == b'&') {
         let (name, value) = match pair.iter().position(|b| *b == b'=') {
-            Some(at) => (pair.get(..at).unwrap_or_default(), pair.get(at + 1..).unwrap_or_default()),
+            Some(at) => (
+                pair.get(..at).unwrap_or_default(),
+                pair.get(at + 1..).unwrap_or_default(),
+            ),
             None => (pair, &[][..]),
         };
         for part in [name, value] {
@@ -665,7 +668,8 @@ mod tests {
             Err(Violation::TooManyUrls)
         );
         assert_eq!(scan_pairs(urls.as_bytes(), &l, false), Ok(()));
-        let phones = "a=%2B1+415+555+0123&b=%2B44+20+7946+0958&c=%2B33+1+23+45+67+89&d=(212)+555-0199";
+        let phones =
+            "a=%2B1+415+555+0123&b=%2B44+20+7946+0958&c=%2B33+1+23+45+67+89&d=(212)+555-0199";
         assert_eq!(
             scan_pairs(phones.as_bytes(), &l, true),
             Err(Violation::TooManyPhones)

@@ -336,7 +336,8 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         let prefix = subtree_prefix(scope)?;
-        let mut values: Vec<(Tenants, Expr)> = vec![(Tenants::UpdatedAt, to_micros(now()?)?.into())];
+        let mut values: Vec<(Tenants, Expr)> =
+            vec![(Tenants::UpdatedAt, to_micros(now()?)?.into())];
         if let Some(name) = patch.name {
             values.push((Tenants::Name, name.into()));
         }

@@ -98,7 +98,10 @@ mod tests {
         usage.record("a", t0);
         usage.record("b", t0);
         assert_eq!(usage.pending(), 2);
-        assert_eq!(usage.take(), vec![("a".to_owned(), t1), ("b".to_owned(), t0)]);
+        assert_eq!(
+            usage.take(),
+            vec![("a".to_owned(), t1), ("b".to_owned(), t0)]
+        );
         assert_eq!(usage.pending(), 0);
     }
 }

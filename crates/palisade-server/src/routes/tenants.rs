@@ -140,8 +140,8 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
             "Rename a tenant within reach, or set its IP allowlist",
             "tenants",
         )
-            .body::<UpdateTenantRequest>()
-            .ok::<TenantView>(200),
+        .body::<UpdateTenantRequest>()
+        .ok::<TenantView>(200),
         update_tenant,
     )
 }

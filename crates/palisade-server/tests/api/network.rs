@@ -46,7 +46,13 @@ async fn behind_proxy(backend: Backend, configure: impl FnOnce(&mut Settings)) -
 }
 
 /// Sends a request as `actor` from client `ip` (as the trusted proxy reports it).
-async fn from(actor: &Actor, ip: &str, method: Method, path: &str, body: Option<&Value>) -> Response {
+async fn from(
+    actor: &Actor,
+    ip: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Response {
     let mut rb = actor
         .request(method, path)
         .header("x-forwarded-for", format!("6.6.6.6, {ip}"));
@@ -220,7 +226,10 @@ async fn a_partner_admin_is_fenced_by_its_customers_list_and_tenants_take_a_list
         "network.ip_not_allowed",
     )
     .await;
-    assert_eq!(get_from(&on_customer, INSIDE, "/v1/users").await.status(), 200);
+    assert_eq!(
+        get_from(&on_customer, INSIDE, "/v1/users").await.status(),
+        200
+    );
     // Invalid lists on POST are refused whole.
     let res = from(
         &partner_admin,
@@ -346,7 +355,11 @@ async fn platform_administration_is_refused_outside_admin_allowed_ips() {
     let before = app.all_tenants().await.len();
 
     // System-only capabilities and creating tenants: refused from outside, nothing written.
-    for path in ["/v1/security/blocks", "/v1/security/stats", "/security/json"] {
+    for path in [
+        "/v1/security/blocks",
+        "/v1/security/stats",
+        "/security/json",
+    ] {
         expect_problem(
             get_from(&root, OUTSIDE, path).await,
             403,
@@ -372,7 +385,11 @@ async fn platform_administration_is_refused_outside_admin_allowed_ips() {
 fn a_bad_admin_allowlist_names_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("palisade.toml");
-    std::fs::write(&file, "[server]\nadmin_allowed_ips = [\"10.0.0.0/8\", \"office\"]\n").unwrap();
+    std::fs::write(
+        &file,
+        "[server]\nadmin_allowed_ips = [\"10.0.0.0/8\", \"office\"]\n",
+    )
+    .unwrap();
     let err = Settings::load(Some(&file), &palisade_server::config::Overrides::default())
         .unwrap_err()
         .to_string();
@@ -395,9 +412,15 @@ async fn per_key_rate_limits_are_stored_bounded_and_enforced(backend: Backend) {
 
     // Values out of range name their field; nonsense is refused by the parser; nothing is written.
     for (limit, field) in [
-        (json!({"per_second": 0, "burst": 1}), "rate_limit.per_second"),
+        (
+            json!({"per_second": 0, "burst": 1}),
+            "rate_limit.per_second",
+        ),
         (json!({"per_second": 1, "burst": 51}), "rate_limit.burst"),
-        (json!({"per_second": 101, "burst": 3}), "rate_limit.per_second"),
+        (
+            json!({"per_second": 101, "burst": 3}),
+            "rate_limit.per_second",
+        ),
     ] {
         let res = admin
             .post(
@@ -443,13 +466,26 @@ async fn per_key_rate_limits_are_stored_bounded_and_enforced(backend: Backend) {
     .await;
     let free = json(
         admin
-            .post("/v1/api-keys", &json!({"name": "free", "capabilities": caps}))
+            .post(
+                "/v1/api-keys",
+                &json!({"name": "free", "capabilities": caps}),
+            )
             .await,
     )
     .await;
-    let meta = json(admin.get(&format!("/v1/api-keys/{}", limited["id"].as_str().unwrap())).await).await;
+    let meta = json(
+        admin
+            .get(&format!("/v1/api-keys/{}", limited["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
     assert_eq!(meta["rate_limit"], json!({"per_second": 1, "burst": 3}));
-    let meta = json(admin.get(&format!("/v1/api-keys/{}", free["id"].as_str().unwrap())).await).await;
+    let meta = json(
+        admin
+            .get(&format!("/v1/api-keys/{}", free["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
     assert_eq!(meta["rate_limit"], Value::Null);
 
     let slow = limited["key"].as_str().unwrap();
@@ -474,9 +510,14 @@ async fn per_key_rate_limits_are_stored_bounded_and_enforced(backend: Backend) {
     // The other key of the same tenant (and creator) is unaffected.
     for _ in 0..10 {
         assert_eq!(
-            with_key(&app.base_url, "/v1/users", free["key"].as_str().unwrap(), None)
-                .await
-                .status(),
+            with_key(
+                &app.base_url,
+                "/v1/users",
+                free["key"].as_str().unwrap(),
+                None
+            )
+            .await
+            .status(),
             200
         );
     }
@@ -538,26 +579,34 @@ async fn last_used_at_is_batched_and_flushed(backend: Backend) {
     .await;
     let id = created["id"].as_str().unwrap();
     let meta_path = format!("/v1/api-keys/{id}");
-    assert_eq!(json(admin.get(&meta_path).await).await["last_used_at"], Value::Null);
+    assert_eq!(
+        json(admin.get(&meta_path).await).await["last_used_at"],
+        Value::Null
+    );
 
     let key = created["key"].as_str().unwrap();
     for _ in 0..3 {
         assert_eq!(
-            with_key(&app.base_url, "/v1/users", key, None).await.status(),
+            with_key(&app.base_url, "/v1/users", key, None)
+                .await
+                .status(),
             200
         );
     }
     // Recorded in memory only: no database write on the request path.
     assert_eq!(app.state.key_usage().pending(), 1);
-    assert_eq!(json(admin.get(&meta_path).await).await["last_used_at"], Value::Null);
+    assert_eq!(
+        json(admin.get(&meta_path).await).await["last_used_at"],
+        Value::Null
+    );
 
     // The flush (what the periodic task and graceful shutdown run) writes it in one batch.
     assert_eq!(app.state.flush_key_usage().await.unwrap(), 1);
     assert_eq!(app.state.key_usage().pending(), 0);
     let meta = json(admin.get(&meta_path).await).await;
     let at = meta["last_used_at"].as_str().expect("last_used_at set");
-    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let at =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
     assert!((time::OffsetDateTime::now_utc() - at).whole_seconds().abs() < 60);
     let listed = json(admin.get("/v1/api-keys").await).await;
     assert_eq!(listed["items"][0]["last_used_at"], meta["last_used_at"]);
@@ -586,7 +635,9 @@ async fn last_used_at_is_flushed_periodically() {
     .await;
     let key = created["key"].as_str().unwrap();
     assert_eq!(
-        with_key(&app.base_url, "/v1/users", key, None).await.status(),
+        with_key(&app.base_url, "/v1/users", key, None)
+            .await
+            .status(),
         200
     );
     let meta_path = format!("/v1/api-keys/{}", created["id"].as_str().unwrap());
@@ -621,7 +672,8 @@ async fn the_waf_checks_query_strings_and_non_json_bodies(backend: Backend) {
         .map(|i| format!("u{i}=https%3A%2F%2Fu{i}.test"))
         .collect::<Vec<_>>()
         .join("&");
-    let four_phones = "a=%2B1+415+555+0123&b=%2B44+20+7946+0958&c=%2B33+1+23+45+67+89&d=(212)+555-0199";
+    let four_phones =
+        "a=%2B1+415+555+0123&b=%2B44+20+7946+0958&c=%2B33+1+23+45+67+89&d=(212)+555-0199";
     let long = format!("q={}", "x".repeat(8_193));
     for (query, code) in [
         (long.as_str(), "waf.string_too_long"),
@@ -651,24 +703,69 @@ async fn the_waf_checks_query_strings_and_non_json_bodies(backend: Backend) {
 
     // Form and text bodies: UTF-8, NUL and length checks before anything else.
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
-        ("application/x-www-form-urlencoded", b"name=a%00b&slug=x".to_vec(), 400, "waf.nul_character"),
-        ("application/x-www-form-urlencoded", b"name=%C0%AF".to_vec(), 400, "waf.invalid_utf8"),
+        (
+            "application/x-www-form-urlencoded",
+            b"name=a%00b&slug=x".to_vec(),
+            400,
+            "waf.nul_character",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"name=%C0%AF".to_vec(),
+            400,
+            "waf.invalid_utf8",
+        ),
         (
             "application/x-www-form-urlencoded",
             format!("name={}", "y".repeat(8_193)).into_bytes(),
             400,
             "waf.string_too_long",
         ),
-        ("text/plain; charset=utf-8", b"hello\x00".to_vec(), 400, "waf.nul_character"),
+        (
+            "text/plain; charset=utf-8",
+            b"hello\x00".to_vec(),
+            400,
+            "waf.nul_character",
+        ),
         ("text/plain", b"\xff\xfe".to_vec(), 400, "waf.invalid_utf8"),
-        ("text/csv", "z".repeat(8_193).into_bytes(), 400, "waf.string_too_long"),
+        (
+            "text/csv",
+            "z".repeat(8_193).into_bytes(),
+            400,
+            "waf.string_too_long",
+        ),
         // Clean, but no route takes these types: the JSON extractor refuses them.
-        ("application/x-www-form-urlencoded", b"name=New&slug=new".to_vec(), 415, "request.unsupported_media_type"),
-        ("text/plain", b"name".to_vec(), 415, "request.unsupported_media_type"),
+        (
+            "application/x-www-form-urlencoded",
+            b"name=New&slug=new".to_vec(),
+            415,
+            "request.unsupported_media_type",
+        ),
+        (
+            "text/plain",
+            b"name".to_vec(),
+            415,
+            "request.unsupported_media_type",
+        ),
         // Binary types no route accepts: 415 before the body is read.
-        ("application/octet-stream", vec![0, 159, 146, 150], 415, "request.unsupported_media_type"),
-        ("multipart/form-data; boundary=x", b"--x\r\n\r\n--x--".to_vec(), 415, "request.unsupported_media_type"),
-        ("image/png", b"\x89PNG\r\n".to_vec(), 415, "request.unsupported_media_type"),
+        (
+            "application/octet-stream",
+            vec![0, 159, 146, 150],
+            415,
+            "request.unsupported_media_type",
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            b"--x\r\n\r\n--x--".to_vec(),
+            415,
+            "request.unsupported_media_type",
+        ),
+        (
+            "image/png",
+            b"\x89PNG\r\n".to_vec(),
+            415,
+            "request.unsupported_media_type",
+        ),
     ];
     let root = app.system_admin().await;
     for (content_type, body, status, code) in cases {
