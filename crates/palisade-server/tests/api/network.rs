@@ -798,3 +798,42 @@ both_backends!(
     the_waf_checks_query_strings_and_non_json_bodies,
     query_violations_count_towards_the_block,
 );
+
+#[test]
+fn the_recovery_command_sets_and_clears_a_tenant_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PALISADE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "tenants",
+        "allowed-ips",
+        "system",
+        "--set",
+        "10.1.2.3/8",
+        "--set",
+        "192.0.2.7",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("accepts requests from 10.0.0.0/8, 192.0.2.7/32"),
+        "{text}"
+    );
+    let out = run(&["tenants", "allowed-ips", "system", "--clear"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("accepts requests from any address"), "{text}");
+    let out = run(&["tenants", "allowed-ips", "system", "--set", "office"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed_ips[0]"));
+    let out = run(&["tenants", "allowed-ips", "nobody", "--clear"]);
+    assert!(!out.status.success());
+}
