@@ -24,5 +24,5 @@ pub use inherit::{
     MAX_INHERIT_DEPTH, RoleDef, RoleError, RoleGraph, first_excess, is_valid_role_name,
 };
 pub use principal::{AuthMethod, Principal};
-pub use role::{BuiltinRole, RoleSet};
+pub use role::{BuiltinRole, RoleSet, is_platform_administration};
 pub use scope::{InternalRole, SystemScope, TenantRef, TenantScope};

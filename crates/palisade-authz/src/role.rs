@@ -48,6 +48,17 @@ pub const ADMIN_NAMESPACES: &[&str] = &[
     "files.",
 ];
 
+/// Whether a capability administers the platform as a whole, the set `[server] admin_allowed_ips`
+/// fences: every system-only capability (partners, WAF blocks, Trust Center reports and counters,
+/// and whatever is marked system-only later) plus `platform.tenant.create`, which grows the tenant
+/// tree. The other `platform.*` capabilities manage one tenant (its users, roles, keys, its own
+/// record) and are fenced by that tenant's own `allowed_ips` instead. This is the one definition;
+/// the guard, the docs and the tests read it.
+#[must_use]
+pub fn is_platform_administration(def: &CapabilityDef) -> bool {
+    def.system_only || def.name == platform::TENANT_CREATE
+}
+
 impl BuiltinRole {
     /// Every built-in role.
     pub const ALL: [Self; 5] = [

@@ -75,6 +75,11 @@ pub enum InternalRole {
     AuditMaintenance,
     /// Record retention: purging records of declared resources past their `retention_days`.
     Retention,
+    /// Writing API keys' batched `last_used_at` (usage metadata, not an audited change).
+    KeyUsage,
+    /// Operator recovery from the command line (e.g. clearing a tenant's IP allowlist after a
+    /// lock-out); every change it makes is audited with actor `system:cli`.
+    Recovery,
 }
 
 impl InternalRole {
@@ -89,6 +94,8 @@ impl InternalRole {
             Self::SignIn => "internal.sign_in",
             Self::AuditMaintenance => "internal.audit_maintenance",
             Self::Retention => "internal.retention",
+            Self::KeyUsage => "internal.key_usage",
+            Self::Recovery => "internal.recovery",
         }
     }
 }

@@ -108,7 +108,26 @@ async fn build_with(
     let router = assemble(state.clone())?;
     // The Trust Center's self-checks run now (through the router just built), then periodically.
     crate::trust::start(&state, &router).await;
+    start_key_usage_flush(&state);
     Ok(App { router, state })
+}
+
+/// Writes API keys' `last_used_at` every `api_keys.last_used_flush_secs` (see
+/// [`crate::auth::key_usage`]); the CLI flushes once more after a graceful shutdown.
+fn start_key_usage_flush(state: &AppState) {
+    let app = state.clone();
+    let every = std::time::Duration::from_secs(app.settings().api_keys.last_used_flush_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = app.flush_key_usage().await {
+                tracing::error!(target: "palisade::api_keys", error = %e, "writing API-key last_used_at failed; kept for the next flush");
+            }
+        }
+    });
 }
 
 /// The token issuer: `auth.issuer`, else `server.public_url`, else `http://<listen>`.
@@ -446,7 +465,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 pub fn assemble(state: AppState) -> Result<Router, BuildError> {
     let (router, registry) =
         crate::routes::register(SecureRouter::new(state.clone())).finish(state.capabilities())?;
-    let doc = crate::openapi::document(&registry)?;
+    let doc = crate::openapi::document(&registry, state.capabilities())?;
     state.set_routes(registry, doc);
     let settings = state.settings();
     let cap = Cap(Arc::new(Semaphore::new(settings.server.max_concurrency)));

@@ -1,5 +1,5 @@
 //! The `palisade` command line: `serve` (default), `migrate`, `bootstrap`, `keys rotate`,
-//! `config check`, `sbom`.
+//! `audit verify|prune`, `tenants allowed-ips`, `config check`, `sbom`.
 //!
 //! Human output (banner, verdicts) goes to stderr; logs are JSON lines on stderr too, redacted.
 
@@ -72,6 +72,12 @@ pub enum Command {
     },
     /// Print the CycloneDX 1.5 SBOM of this binary (JSON, embedded at build time) on stdout.
     Sbom,
+    /// Tenants: recovery tools that work without the API.
+    Tenants {
+        /// What to do.
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -108,6 +114,24 @@ pub enum RecordsAction {
     /// Purge, now, the records older than their resource's `retention_days` (soft-deleted ones
     /// too), each purge audited.
     Prune,
+}
+
+/// `palisade tenants ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantsAction {
+    /// Replace a tenant's IP allowlist: the way back after a lock-out (for example a system
+    /// administrator who fenced the system tenant away from their own address). Audited as
+    /// `tenant.update` by `system:cli`.
+    AllowedIps {
+        /// The tenant's id or slug.
+        tenant: String,
+        /// Remove the list: any address may act on the tenant again.
+        #[arg(long, conflicts_with = "set")]
+        clear: bool,
+        /// The new list (CIDRs or addresses); repeat the flag for several.
+        #[arg(long, required_unless_present = "clear")]
+        set: Vec<String>,
+    },
 }
 
 /// `palisade config ...`.
@@ -227,6 +251,42 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Records {
             action: RecordsAction::Prune,
         } => prune_records(settings).await,
+        Command::Tenants {
+            action: TenantsAction::AllowedIps { tenant, clear, set },
+        } => {
+            let _log = crate::logging::init(&settings.log.level);
+            let app = match crate::app::build(settings).await {
+                Ok(app) => app,
+                Err(e) => {
+                    say(&format!("palisade: {e}"));
+                    return ExitCode::FAILURE;
+                }
+            };
+            let entries = if clear { Vec::new() } else { set };
+            match crate::net::recover_tenant_allowed_ips(&app.state, &tenant, &entries).await {
+                Ok(t) if t.allowed_ips.is_empty() => {
+                    say(&format!(
+                        "palisade: tenant `{}` ({}) accepts requests from any address",
+                        t.slug.as_str(),
+                        t.id
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Ok(t) => {
+                    say(&format!(
+                        "palisade: tenant `{}` ({}) accepts requests from {}",
+                        t.slug.as_str(),
+                        t.id,
+                        t.allowed_ips.join(", ")
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    say(&format!("palisade tenants allowed-ips: {e}"));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => serve(settings).await,
         Command::Sbom => ExitCode::SUCCESS,
     }
@@ -436,7 +496,14 @@ async fn serve(settings: Settings) -> ExitCode {
             }
         }
     });
-    match crate::app::serve(listener, app.router, shutdown_signal()).await {
+    let state = app.state.clone();
+    let served = crate::app::serve(listener, app.router, shutdown_signal()).await;
+    // Graceful shutdown: in-flight requests are done; write the API-key uses recorded since the
+    // last periodic flush.
+    if let Err(e) = state.flush_key_usage().await {
+        tracing::error!(target: "palisade::api_keys", error = %e, "writing API-key last_used_at at shutdown failed");
+    }
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             say(&format!("palisade: server error: {e}"));

@@ -59,6 +59,10 @@ pub struct ServerSettings {
     pub security_headers: bool,
     /// The public base URL (used for `Location` and, later, token `iss`).
     pub public_url: Option<String>,
+    /// Client networks allowed to use platform administration routes (capabilities that are
+    /// system-only, and `platform.tenant.create`); empty allows any address. Refusal: 403
+    /// `network.ip_not_allowed`.
+    pub admin_allowed_ips: Vec<IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -71,6 +75,7 @@ impl Default for ServerSettings {
             cors_allowed_origins: Vec::new(),
             security_headers: true,
             public_url: None,
+            admin_allowed_ips: Vec::new(),
         }
     }
 }
@@ -576,8 +581,11 @@ pub struct RateLimitSettings {
     pub anonymous: RateQuota,
     /// The `/v1/auth/*` endpoints, per client IP, whoever calls.
     pub auth: RateQuota,
-    /// Overrides of `default` for the users of a tenant, by tenant id.
+    /// Overrides of `default` for the users and API keys of a tenant, by tenant id.
     pub tenants: std::collections::BTreeMap<String, RateQuota>,
+    /// The most an API key's own `rate_limit` may ask for (checked at creation, and applied again at
+    /// every use, so lowering it takes effect at once).
+    pub api_key_max: RateQuota,
 }
 
 impl Default for RateLimitSettings {
@@ -597,6 +605,10 @@ impl Default for RateLimitSettings {
                 burst: 5,
             },
             tenants: std::collections::BTreeMap::new(),
+            api_key_max: RateQuota {
+                per_second: 1_000,
+                burst: 2_000,
+            },
         }
     }
 }
@@ -643,6 +655,22 @@ impl Default for WafSettings {
     }
 }
 
+/// `[api_keys]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeySettings {
+    /// How often recorded key uses are written to `last_used_at` (1–3600 s; also at shutdown).
+    pub last_used_flush_secs: u64,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            last_used_flush_secs: 30,
+        }
+    }
+}
+
 /// All settings. (Top-level unknown keys land in `pending` and are judged by [`Settings::verdicts`].)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -679,6 +707,8 @@ pub struct Settings {
     pub waf: WafSettings,
     /// `[sms]`: the SMS gateway, when codes may be sent by SMS.
     pub sms: Option<SmsSettings>,
+    /// `[api_keys]`.
+    pub api_keys: ApiKeySettings,
     /// `[[resource]]`: the declared resources served at `/v1/{name}` (checked by [`Settings::verdicts`]).
     #[serde(rename = "resource")]
     pub resources: Vec<palisade_domain::resource::ResourceDecl>,
@@ -708,6 +738,7 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             waf: WafSettings::default(),
             sms: None,
+            api_keys: ApiKeySettings::default(),
             resources: Vec::new(),
             pending: std::collections::BTreeMap::new(),
         }
@@ -1274,6 +1305,7 @@ impl Settings {
             ("rate_limit.default", rl.default),
             ("rate_limit.anonymous", rl.anonymous),
             ("rate_limit.auth", rl.auth),
+            ("rate_limit.api_key_max", rl.api_key_max),
         ] {
             if quota.quota().is_none() {
                 v.push(Verdict::error(
@@ -1340,6 +1372,23 @@ impl Settings {
             v.push(Verdict::error(
                 "waf.block_secs",
                 "must be between 1 and 2592000 (30 days)",
+            ));
+        }
+        if !(1..=3_600).contains(&self.api_keys.last_used_flush_secs) {
+            v.push(Verdict::error(
+                "api_keys.last_used_flush_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self
+            .server
+            .admin_allowed_ips
+            .iter()
+            .any(|n| n.prefix_len() == 0)
+        {
+            v.push(Verdict::warning(
+                "server.admin_allowed_ips",
+                "contains a network that allows every address",
             ));
         }
     }

@@ -278,6 +278,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Scoped {
     }
 }
 
+/// The client IP the pipeline resolved (`X-Forwarded-For` only across `trusted_proxy_hops`);
+/// `None` outside the pipeline. Never fails.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<crate::pipeline::ClientIp>()
+                .map(|ip| ip.0),
+        ))
+    }
+}
+
 /// Who is acting and from where, for the audit entry a mutation writes: the principal (when the
 /// route has one), the client IP and the request id the pipeline resolved. Never fails: a public
 /// route's events are recorded as `anonymous`.

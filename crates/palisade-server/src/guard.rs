@@ -9,8 +9,14 @@
 //! Around that, on every route but `/health`, `/ready` and `/metrics` (public routes included): a
 //! blocked client IP is refused before authentication and a blocked user after it (403
 //! `waf.blocked`, [`crate::waf`]); the request is counted by the rate limiter (429, per user, per IP,
-//! or per IP on `/v1/auth/*`, [`crate::ratelimit`]); a JSON body is checked by the WAF before the
-//! handler (400 `waf.*`). Refused credentials are rate limited per IP like anonymous callers.
+//! or per IP on `/v1/auth/*`, [`crate::ratelimit`]); the query string and the body are checked by
+//! the WAF before the handler (400 `waf.*`, 415 for a body type no route accepts). Refused
+//! credentials are rate limited per IP like anonymous callers.
+//!
+//! After the decision, the network controls ([`crate::net`]): the client IP must be in the IP
+//! allowlist of the tenant acted on and of the caller's home tenant, and, on platform administration
+//! routes, in `[server] admin_allowed_ips` (403 `network.ip_not_allowed`). They run after the tenant
+//! is resolved and decided, so a tenant out of reach still answers 404 and reveals nothing.
 //!
 //! SECURITY: every failure on the way denies. No credential → 401; a refused credential → 401 with
 //! `error="invalid_token"`; a disabled user, vanished tenant or stale token version → 401; a tenant
@@ -33,6 +39,7 @@ use std::sync::Arc;
 use crate::auth::api_keys;
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
+use crate::net;
 use crate::pipeline::ClientIp;
 use crate::principal_cache::{self, Resolved};
 use crate::state::AppState;
@@ -85,7 +92,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         if !shielded {
             return next.run(req).await;
         }
-        let (key, quota) = ratelimit::key_for(app, &path, ip, None);
+        let (key, quota) = ratelimit::key_for(app, &path, ip, None, None);
         let rate = match ratelimit::check(app, &key, quota).await {
             Ok(rate) => rate,
             Err(res) => return res,
@@ -99,8 +106,8 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         ratelimit::decorate(&mut res, rate);
         return res;
     };
-    let principal = match authenticate(app, req.headers(), Some(ip)).await {
-        Ok(principal) => principal,
+    let authed = match authenticate_full(app, req.headers(), Some(ip)).await {
+        Ok(authed) => authed,
         Err(e) => {
             if !self_check {
                 app.metrics().record_denial();
@@ -110,7 +117,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
             }
             // Callers without an accepted credential are limited like anonymous ones, per client
             // IP, so a flood of bad or missing credentials is throttled too.
-            let (key, quota) = ratelimit::key_for(app, &path, ip, None);
+            let (key, quota) = ratelimit::key_for(app, &path, ip, None, None);
             return match ratelimit::check(app, &key, quota).await {
                 Ok(rate) => {
                     let mut res = e.into_response();
@@ -121,17 +128,31 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
             };
         }
     };
+    let Authenticated {
+        principal,
+        home_ips,
+        key_quota,
+    } = authed;
     let user_subject = waf::user_subject(&principal.subject);
     if let Err(res) = waf::check_block(app, &user_subject).await {
         return res;
     }
     // Counted per user whether or not the route then grants access.
-    let (key, quota) = ratelimit::key_for(app, &path, ip, Some(&principal));
+    let (key, quota) = ratelimit::key_for(app, &path, ip, Some(&principal), key_quota);
     let rate = match ratelimit::check(app, &key, quota).await {
         Ok(rate) => rate,
         Err(res) => return res,
     };
-    let scope = match authorize_principal(app, &principal, capability, req.headers()).await {
+    let scope = match authorize_principal(
+        app,
+        &principal,
+        &home_ips,
+        capability,
+        req.headers(),
+        Some(ip),
+    )
+    .await
+    {
         Ok(scope) => scope,
         Err(e) => {
             app.metrics().record_denial();
@@ -165,9 +186,27 @@ pub async fn admit(
     capability: &Capability,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let principal = authenticate(app, headers, None).await?;
-    let scope = authorize_principal(app, &principal, capability, headers).await?;
-    Ok((principal, scope))
+    let authed = authenticate_full(app, headers, None).await?;
+    let scope = authorize_principal(
+        app,
+        &authed.principal,
+        &authed.home_ips,
+        capability,
+        headers,
+        None,
+    )
+    .await?;
+    Ok((authed.principal, scope))
+}
+
+/// A principal with what the guard needs besides it.
+pub struct Authenticated {
+    /// Who calls.
+    pub principal: Principal,
+    /// The home tenant's IP allowlist (canonical CIDRs; empty: anywhere).
+    pub home_ips: Vec<String>,
+    /// An API key's own rate limit, when the credential is a key that has one.
+    pub key_quota: Option<palisade_store::KeyRateLimit>,
 }
 
 /// Authenticates a request and resolves its principal.
@@ -179,6 +218,20 @@ pub async fn authenticate(
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
+    authenticate_full(app, headers, ip)
+        .await
+        .map(|a| a.principal)
+}
+
+/// [`authenticate`], keeping the home tenant's IP allowlist and an API key's own quota.
+///
+/// # Errors
+/// As [`authenticate`].
+pub async fn authenticate_full(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Authenticated, ApiError> {
     if headers.contains_key(api_keys::API_KEY_HEADER) {
         // SECURITY: two credentials could name two callers; neither is picked silently.
         if headers.contains_key(axum::http::header::AUTHORIZATION) || headers.contains_key("dpop") {
@@ -214,21 +267,33 @@ pub async fn authenticate(
             });
         }
     };
-    resolve_principal(app, identity).await
+    let (principal, home_ips) = resolve_principal(app, identity).await?;
+    Ok(Authenticated {
+        principal,
+        home_ips,
+        key_quota: None,
+    })
 }
 
 /// Picks the target tenant and decides `capability` for an authenticated principal.
 ///
+/// On Allow, the network controls run (see the module header): the client IP `ip` (`None`: unknown,
+/// which no non-empty list admits) against the target's and the home tenant's allowlists, and
+/// against `[server] admin_allowed_ips` on platform administration routes.
+///
 /// # Errors
-/// 404 for a tenant out of reach, 403 for a missing capability or step-up, a store error.
+/// 404 for a tenant out of reach, 403 for a missing capability, step-up or a refused network, a
+/// store error.
 pub async fn authorize_principal(
     app: &AppState,
     principal: &Principal,
+    home_ips: &[String],
     capability: &Capability,
     headers: &axum::http::HeaderMap,
+    ip: Option<IpAddr>,
 ) -> Result<palisade_authz::TenantScope, ApiError> {
-    let target = select_tenant(app, principal, headers).await?;
-    match decide(
+    let (target, target_ips) = select_tenant(app, principal, headers).await?;
+    let scope = match decide(
         principal,
         &target,
         capability,
@@ -236,21 +301,78 @@ pub async fn authorize_principal(
         app.now(),
         app.step_up_max_age(),
     ) {
-        Decision::Allow(scope) => Ok(scope),
-        Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound {
-            code: "tenant.not_found",
-        }),
-        Decision::Deny(DenyReason::StepUpRequired) => Err(ApiError::Forbidden {
-            code: "auth.step_up_required",
-            detail: format!(
-                "`{capability}` needs a second factor proved within the step-up window."
-            ),
-        }),
-        Decision::Deny(_) => Err(ApiError::Forbidden {
-            code: "authz.forbidden",
-            detail: format!("This route needs the capability `{capability}`."),
-        }),
-    }
+        Decision::Allow(scope) => scope,
+        Decision::Deny(DenyReason::NotInReach) => {
+            return Err(ApiError::NotFound {
+                code: "tenant.not_found",
+            });
+        }
+        Decision::Deny(DenyReason::StepUpRequired) => {
+            return Err(ApiError::Forbidden {
+                code: "auth.step_up_required",
+                detail: format!(
+                    "`{capability}` needs a second factor proved within the step-up window."
+                ),
+            });
+        }
+        Decision::Deny(_) => {
+            return Err(ApiError::Forbidden {
+                code: "authz.forbidden",
+                detail: format!("This route needs the capability `{capability}`."),
+            });
+        }
+    };
+    check_network(
+        app,
+        principal,
+        capability,
+        home_ips,
+        target_ips.as_deref(),
+        ip,
+    )?;
+    Ok(scope)
+}
+
+/// The network controls of one granted request (see [`crate::net`]). `target_ips` is `None` when the
+/// target is the home tenant (its list is `home_ips`).
+///
+/// # Errors
+/// 403 `network.ip_not_allowed`.
+fn check_network(
+    app: &AppState,
+    principal: &Principal,
+    capability: &Capability,
+    home_ips: &[String],
+    target_ips: Option<&[String]>,
+    ip: Option<IpAddr>,
+) -> Result<(), ApiError> {
+    let admin = app
+        .capabilities()
+        .get(capability)
+        .is_some_and(palisade_authz::is_platform_administration);
+    let refusal = if admin && !net::nets_allow(&app.settings().server.admin_allowed_ips, ip) {
+        Some((
+            "admin",
+            "Platform administration is not allowed from this address.",
+        ))
+    } else if !net::ip_allowed(home_ips, ip) {
+        Some((
+            "home_tenant",
+            "Your tenant does not allow access from this address.",
+        ))
+    } else if target_ips.is_some_and(|list| !net::ip_allowed(list, ip)) {
+        Some((
+            "target_tenant",
+            "The tenant acted on does not allow access from this address.",
+        ))
+    } else {
+        None
+    };
+    let Some((list, detail)) = refusal else {
+        return Ok(());
+    };
+    tracing::warn!(target: "security", event = "network.ip_not_allowed", list, subject = %principal.subject, capability = %capability, "request refused by an IP allowlist");
+    Err(net::ip_not_allowed(detail))
 }
 
 /// An API-key caller: the key's creator, resolved as of now (disabled, deleted or moved → refused),
@@ -260,8 +382,9 @@ async fn authenticate_api_key(
     app: &AppState,
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
-) -> Result<Principal, ApiError> {
+) -> Result<Authenticated, ApiError> {
     let key = api_keys::verify(app, headers, ip).await?;
+    let key_quota = key.rate_limit;
     let identity = Identity {
         user_id: key.created_by,
         tenant_id: key.tenant_id,
@@ -273,23 +396,30 @@ async fn authenticate_api_key(
         expires_at: key.expires_at,
         session_id: None,
     };
-    let mut principal = resolve_principal(app, identity)
-        .await
-        .map_err(|e| match e {
-            ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
-                code: "auth.invalid_api_key",
-                detail: "The API key's creator can no longer use it.",
-                challenge: Challenge::InvalidToken,
-            },
-            other => other,
-        })?;
+    let (mut principal, home_ips) =
+        resolve_principal(app, identity)
+            .await
+            .map_err(|e| match e {
+                ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
+                    code: "auth.invalid_api_key",
+                    detail: "The API key's creator can no longer use it.",
+                    challenge: Challenge::InvalidToken,
+                },
+                other => other,
+            })?;
     let granted: BTreeSet<Capability> = key
         .capabilities
         .iter()
         .filter_map(|c| Capability::parse(c).ok())
         .collect();
     principal.capabilities.retain(|c| granted.contains(c));
-    Ok(principal)
+    // Batched: written to `last_used_at` by the periodic flush, never on the request path.
+    app.key_usage().record(&key.id, OffsetDateTime::now_utc());
+    Ok(Authenticated {
+        principal,
+        home_ips,
+        key_quota,
+    })
 }
 
 fn refused(detail: &'static str) -> ApiError {
@@ -300,10 +430,13 @@ fn refused(detail: &'static str) -> ApiError {
     }
 }
 
-/// The principal behind a verified credential: from the principal cache when it is fresh (see
-/// [`crate::principal_cache`]), else from the store. The credential's token version is compared with
-/// the user's either way.
-async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Principal, ApiError> {
+/// The principal behind a verified credential, and its home tenant's IP allowlist: from the
+/// principal cache when it is fresh (see [`crate::principal_cache`]), else from the store. The
+/// credential's token version is compared with the user's either way.
+async fn resolve_principal(
+    app: &AppState,
+    identity: Identity,
+) -> Result<(Principal, Vec<String>), ApiError> {
     let cache = app.principals();
     let epoch = if cache.enabled() {
         Some(principal_cache::epoch(app, identity.tenant_id).await?)
@@ -327,7 +460,7 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
     {
         return Err(refused("The credential was revoked."));
     }
-    Ok(Principal {
+    let principal = Principal {
         subject: identity.user_id,
         home: resolved.home.clone(),
         roles: resolved.roles.clone(),
@@ -338,7 +471,8 @@ async fn resolve_principal(app: &AppState, identity: Identity) -> Result<Princip
         token_id: identity.token_id,
         token_expires_at: identity.expires_at,
         session_id: identity.session_id,
-    })
+    };
+    Ok((principal, resolved.allowed_ips.clone()))
 }
 
 /// Loads a principal's home tenant, user and roles from the store.
@@ -381,16 +515,18 @@ async fn load_principal(app: &AppState, identity: &Identity) -> Result<Resolved,
         token_version: user.token_version,
         roles: user.roles,
         capabilities,
+        allowed_ips: home.allowed_ips,
     })
 }
 
+/// The target tenant, and its IP allowlist when it is not the home tenant.
 async fn select_tenant(
     app: &AppState,
     principal: &Principal,
     headers: &axum::http::HeaderMap,
-) -> Result<TenantRef, ApiError> {
+) -> Result<(TenantRef, Option<Vec<String>>), ApiError> {
     let Some(raw) = headers.get(TENANT_HEADER) else {
-        return Ok(principal.home.clone());
+        return Ok((principal.home.clone(), None));
     };
     // SECURITY: an API key acts on its own tenant only, whatever its creator could reach.
     if principal.method == AuthMethod::ApiKey
@@ -410,7 +546,7 @@ async fn select_tenant(
         .and_then(|s| s.parse().ok())
         .ok_or_else(not_found)?;
     if id == principal.home.id {
-        return Ok(principal.home.clone());
+        return Ok((principal.home.clone(), None));
     }
     let tenant = app
         .stores()
@@ -422,5 +558,5 @@ async fn select_tenant(
     if !principal.home.reaches(&target) {
         return Err(not_found());
     }
-    Ok(target)
+    Ok((target, Some(tenant.allowed_ips)))
 }

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod guard;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;

@@ -2,7 +2,9 @@
 //! enforced) and the `utoipa::ToSchema` types of the request and response bodies.
 //!
 //! Each operation carries `x-palisade-capability` (or `x-palisade-public` with the reason) and the
-//! error responses its access implies, all as RFC 9457 problems.
+//! error responses its access implies, all as RFC 9457 problems. Operations whose capability is
+//! platform administration carry `x-palisade-platform-admin: true` (fenced by
+//! `[server] admin_allowed_ips`).
 
 use std::collections::BTreeMap;
 
@@ -29,7 +31,10 @@ fn schema_ref(name: &str) -> Value {
 /// # Errors
 /// [`RouteError::SchemaClash`] when a schema built from the declared resources would take the name of
 /// another schema.
-pub fn document(routes: &RouteRegistry) -> Result<Value, RouteError> {
+pub fn document(
+    routes: &RouteRegistry,
+    capabilities: &palisade_authz::CapabilityRegistry,
+) -> Result<Value, RouteError> {
     let mut components: Vec<(String, RefOr<Schema>)> = Vec::new();
     let mut built: Vec<(String, Value)> = Vec::new();
     schema::<Problem>().collect(&mut components, &mut built);
@@ -66,6 +71,12 @@ pub fn document(routes: &RouteRegistry) -> Result<Value, RouteError> {
         match &entry.access {
             Access::Capability(cap) => {
                 operation.insert("x-palisade-capability".into(), json!(cap.as_str()));
+                if capabilities
+                    .get(cap)
+                    .is_some_and(palisade_authz::is_platform_administration)
+                {
+                    operation.insert("x-palisade-platform-admin".into(), json!(true));
+                }
                 operation.insert(
                     "security".into(),
                     json!([{ "bearer": [] }, { "apiKey": [] }]),
@@ -74,7 +85,12 @@ pub fn document(routes: &RouteRegistry) -> Result<Value, RouteError> {
                     "401".into(),
                     problem_response("No credential, or the credential was refused"),
                 );
-                responses.insert("403".into(), problem_response("The capability is not held"));
+                responses.insert(
+                    "403".into(),
+                    problem_response(
+                        "The capability is not held (authz.forbidden), or the client IP is outside the acted-on or home tenant's allowed_ips or, for platform administration, server.admin_allowed_ips (network.ip_not_allowed)",
+                    ),
+                );
                 responses.insert(
                     "404".into(),
                     problem_response("Not found, or outside the caller's reach"),
@@ -103,12 +119,22 @@ pub fn document(routes: &RouteRegistry) -> Result<Value, RouteError> {
             );
             responses.insert(
                 "400".into(),
-                problem_response("Malformed JSON or unknown field"),
+                problem_response(
+                    "Malformed JSON or unknown field, or a WAF check on the body or query string (waf.*)",
+                ),
             );
             responses.insert("413".into(), problem_response("Body too large"));
-            responses.insert("415".into(), problem_response("Not application/json"));
+            responses.insert(
+                "415".into(),
+                problem_response(
+                    "Not application/json (a binary or multipart body is refused before it is read)",
+                ),
+            );
             responses.insert("422".into(), problem_response("Invalid fields"));
         }
+        responses.entry("400").or_insert_with(|| {
+            problem_response("A query parameter was refused by the WAF (waf.*)")
+        });
         responses.insert("429".into(), problem_response("Rate limited"));
         responses.insert(
             "503".into(),

@@ -8,7 +8,8 @@
 //! only while that is unchanged. Every change that can alter a principal moves the epoch of the
 //! principals' home tenant through [`invalidate`]: user update (status, roles), delete and
 //! logout-all; custom-role create, update and delete (a user may hold a role name that is then
-//! defined); a child tenant created under a tenant (whose members' scope level becomes `parent`). A
+//! defined); a child tenant created under a tenant (whose members' scope level becomes `parent`); a
+//! change of a tenant's IP allowlist (cached with its members' principals). A
 //! tenant's id, kind and path never change; renaming it changes nothing a principal holds. With Redis
 //! every instance sees the move at once, as it sees a revoked token; with the in-process backend (one
 //! instance) so does that instance.
@@ -55,6 +56,8 @@ pub struct Resolved {
     pub roles: Vec<String>,
     /// Capabilities those roles resolve to.
     pub capabilities: BTreeSet<Capability>,
+    /// The home tenant's IP allowlist (empty: any address).
+    pub allowed_ips: Vec<String>,
 }
 
 /// The epoch of its home tenant an entry was loaded under.
@@ -204,6 +207,7 @@ mod tests {
             token_version: 1,
             roles: vec!["member".to_owned()],
             capabilities: BTreeSet::new(),
+            allowed_ips: Vec::new(),
         })
     }
 

@@ -3,11 +3,12 @@
 //! Who is limited, and against which `[rate_limit]` quota:
 //! - `/v1/auth/*`: per client IP with `auth`, whoever calls (sign-in is where guessing happens);
 //! - a signed-in user: per user with `default`, or the `tenants` override of the user's home tenant;
+//! - an API key: per key with the key's own `rate_limit` (bounded by `api_key_max` at every use),
+//!   else the `tenants` override of the key's tenant, else `default`;
 //! - anyone else (no credential, or a refused one): per client IP with `anonymous`. IPv6 clients are
 //!   limited per /64, the block one subscriber usually holds, so rotating addresses inside it does
 //!   not buy a fresh quota;
-//! - API keys and OAuth clients ([`LimitKey::ApiKey`], [`LimitKey::OAuthClient`]) are the seam for
-//!   issue 7's keys: they will be limited per key / client with `default` or the key's own limit.
+//! - OAuth clients ([`LimitKey::OAuthClient`]) are the seam for machine clients (not issued yet).
 //!
 //! `/health`, `/ready` and `/metrics` are exempt, so probes and scrapes never see 429.
 //!
@@ -115,13 +116,15 @@ pub struct RateInfo {
     decision: Decision,
 }
 
-/// The key and quota for a request: `principal` when authenticated, else the client IP.
+/// The key and quota for a request: `principal` when authenticated (with an API key's own quota
+/// `own`, if any), else the client IP.
 #[must_use]
 pub fn key_for(
     app: &AppState,
     path: &str,
     ip: IpAddr,
     principal: Option<&Principal>,
+    own: Option<palisade_store::KeyRateLimit>,
 ) -> (LimitKey, Quota) {
     let rl = &app.settings().rate_limit;
     // SECURITY: an invalid quota (refused at start by the verdicts) falls back to the tightest one.
@@ -131,11 +134,17 @@ pub fn key_for(
     }
     match principal {
         Some(p) => {
-            let quota = rl
+            let tenant_quota = rl
                 .tenants
                 .get(&p.home.id.to_string())
                 .copied()
                 .unwrap_or(rl.default);
+            // SECURITY: a key's own limit is bounded by the configured maximum at every use, so
+            // lowering `api_key_max` caps existing keys at once.
+            let quota = own.map_or(tenant_quota, |o| crate::config::RateQuota {
+                per_second: o.per_second.min(rl.api_key_max.per_second),
+                burst: o.burst.min(rl.api_key_max.burst),
+            });
             let key = match (p.method, p.token_id.as_deref()) {
                 (palisade_authz::AuthMethod::ApiKey, Some(id)) => LimitKey::ApiKey(id.to_owned()),
                 _ => LimitKey::User(p.subject.to_string()),

@@ -31,6 +31,7 @@ struct Inner {
     openapi: OnceLock<serde_json::Value>,
     trust: crate::trust::Evidence,
     principals: crate::principal_cache::PrincipalCache,
+    key_usage: crate::auth::key_usage::KeyUsage,
 }
 
 impl AppState {
@@ -60,6 +61,7 @@ impl AppState {
                 routes: OnceLock::new(),
                 openapi: OnceLock::new(),
                 trust: crate::trust::Evidence::default(),
+                key_usage: crate::auth::key_usage::KeyUsage::default(),
             }),
         }
     }
@@ -149,6 +151,21 @@ impl AppState {
     #[must_use]
     pub fn trust(&self) -> &crate::trust::Evidence {
         &self.inner.trust
+    }
+
+    /// API-key uses waiting to be written to `last_used_at`.
+    #[must_use]
+    pub fn key_usage(&self) -> &crate::auth::key_usage::KeyUsage {
+        &self.inner.key_usage
+    }
+
+    /// Writes the recorded API-key uses now (the periodic task and graceful shutdown call this; tests
+    /// may too). Returns the keys updated.
+    ///
+    /// # Errors
+    /// The store's error; the uses are kept for the next flush.
+    pub async fn flush_key_usage(&self) -> palisade_store::StoreResult<u64> {
+        self.inner.key_usage.flush(&self.inner.stores).await
     }
 
     pub(crate) fn set_routes(&self, routes: RouteRegistry, openapi: serde_json::Value) {

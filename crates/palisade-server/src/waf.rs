@@ -1,5 +1,19 @@
-//! The WAF (DESIGN.md step 5): checks every JSON request body before any handler sees it, counts
-//! violations per client, and blocks a client after a burst of them.
+//! The WAF (DESIGN.md step 5): checks every query string and request body before any handler sees
+//! it, counts violations per client, and blocks a client after a burst of them.
+//!
+//! What is checked, by where the input comes from:
+//! - the **query string** (every route, whatever the method): each name and value, percent-decoded
+//!   (`+` as a space), must be UTF-8 without NUL and at most `waf.max_string_chars` characters; URLs
+//!   and phone numbers are counted across all of them against `waf.max_urls` / `waf.max_phones`;
+//! - a **JSON** body: the checks below;
+//! - an **`application/x-www-form-urlencoded`** body: each name and value, percent-decoded, must be
+//!   UTF-8 without NUL and within `waf.max_string_chars`;
+//! - a **`text/*`** body: UTF-8, no NUL, at most `waf.max_string_chars` characters;
+//! - a body of **any other type** (binary, multipart, ...): no route of this build accepts one, so it
+//!   is refused with 415 `request.unsupported_media_type` before it is read. Not counted as a
+//!   violation: it is a client mistake more often than an attack, and it costs nothing to refuse.
+//!
+//! Every violation, whatever its source, is a 400 with the same codes and counts towards the block.
 //!
 //! Checks on a body sent as JSON (`application/json`, `application/merge-patch+json`, `*+json`):
 //! UTF-8 only (invalid and overlong sequences, and lone surrogate escapes, refused:
@@ -313,14 +327,115 @@ pub fn count_phones(s: &str) -> usize {
     count
 }
 
-/// Whether a request says its body is JSON.
-fn is_json(req: &Request) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+/// How a request body is checked, by its declared media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// No body, or no media type (left to the extractors, which refuse a body they cannot read).
+    None,
+    /// `application/json`, `*+json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `text/*`.
+    Text,
+    /// Anything else: no route accepts it.
+    Other,
+}
+
+/// The kind of a request's body.
+fn body_kind(req: &Request) -> BodyKind {
+    let headers = req.headers();
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return BodyKind::None;
+    };
+    let media = ct
+        .to_str()
+        .ok()
         .and_then(|ct| ct.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
-        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+        .unwrap_or_default();
+    if media == "application/json" || media.ends_with("+json") {
+        return BodyKind::Json;
+    }
+    if media == "application/x-www-form-urlencoded" {
+        return BodyKind::Form;
+    }
+    if media.starts_with("text/") {
+        return BodyKind::Text;
+    }
+    // A declared type with no body (`Content-Length: 0`) carries nothing to refuse.
+    let empty = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n == 0);
+    if empty {
+        BodyKind::None
+    } else {
+        BodyKind::Other
+    }
+}
+
+/// Checks one decoded piece of text (a query or form name or value, a text body): UTF-8, no NUL,
+/// at most `max_chars` characters.
+fn check_text(bytes: &[u8], max_chars: usize) -> Result<&str, Violation> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Violation::InvalidUtf8)?;
+    if text.contains('\0') {
+        return Err(Violation::Nul);
+    }
+    if text.chars().count() > max_chars {
+        return Err(Violation::StringTooLong);
+    }
+    Ok(text)
+}
+
+/// Percent-decodes one `application/x-www-form-urlencoded` component (`+` is a space) to bytes,
+/// without assuming UTF-8.
+fn form_decode(raw: &[u8]) -> Vec<u8> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&spaced).collect()
+}
+
+/// Checks `a=1&b=2` input (a query string, or a form body). With `count`, URLs and phone numbers are
+/// counted across every name and value.
+///
+/// # Errors
+/// The first [`Violation`] found.
+pub fn scan_pairs(raw: &[u8], limits: &WafSettings, count: bool) -> Result<(), Violation> {
+    let mut tally = Tally {
+        limits,
+        urls: 0,
+        phones: 0,
+    };
+    for pair in raw.split(|b| *b == b'&') {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (
+                pair.get(..at).unwrap_or_default(),
+                pair.get(at + 1..).unwrap_or_default(),
+            ),
+            None => (pair, &[][..]),
+        };
+        for part in [name, value] {
+            let decoded = form_decode(part);
+            let text = check_text(&decoded, limits.max_string_chars)?;
+            if count {
+                tally.string(text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `text/*` body.
+///
+/// # Errors
+/// The first [`Violation`] found.
+pub fn scan_text(bytes: &[u8], limits: &WafSettings) -> Result<(), Violation> {
+    check_text(bytes, limits.max_string_chars).map(|_| ())
 }
 
 /// The subject a client is counted and blocked as.
@@ -369,17 +484,30 @@ fn blocked_response(retry_after: u64) -> Response {
     res
 }
 
-/// Reads and checks a JSON body before the handler, counting a violation against `subject`. Returns
-/// the request with its body restored.
+/// Checks the query string and the body before the handler (see the module header), counting a
+/// violation against `subject`. Returns the request with its body restored.
 ///
 /// # Errors
-/// The refusal to send: 400 `waf.*`, 413 when the body exceeds the cap, 403 `waf.blocked` when this
-/// violation completes a burst.
+/// The refusal to send: 400 `waf.*`, 413 when the body exceeds the cap, 415 for a body no route
+/// accepts, 403 `waf.blocked` when this violation completes a burst.
 pub async fn screen(app: &AppState, subject: &str, req: Request) -> Result<Request, Response> {
     let limits = &app.settings().waf;
-    if !limits.enabled || !is_json(&req) {
+    if !limits.enabled {
         return Ok(req);
     }
+    if let Some(query) = req.uri().query()
+        && let Err(violation) = scan_pairs(query.as_bytes(), limits, true)
+    {
+        return Err(refuse(app, subject, limits, violation, "query string").await);
+    }
+    let kind = body_kind(&req);
+    let scan_body: fn(&[u8], &WafSettings) -> Result<(), Violation> = match kind {
+        BodyKind::None => return Ok(req),
+        BodyKind::Other => return Err(ApiError::UnsupportedMediaType.into_response()),
+        BodyKind::Json => scan,
+        BodyKind::Form => |b, l| scan_pairs(b, l, false),
+        BodyKind::Text => scan_text,
+    };
     let (parts, body) = req.into_parts();
     // The body is capped by the pipeline's limit layer; reading past it fails here.
     let bytes = axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
@@ -393,19 +521,30 @@ pub async fn screen(app: &AppState, subject: &str, req: Request) -> Result<Reque
             .into_response()
         }
     })?;
-    if let Err(violation) = scan(&bytes, limits) {
-        app.metrics().record_waf_violation(violation.code());
-        tracing::warn!(target: "security", event = "waf.violation", code = violation.code(), subject = %subject, "request body refused");
-        if let Some(block) = count_violation(app, subject, limits).await {
-            return Err(block);
-        }
-        return Err(ApiError::BadRequest {
-            code: violation.code(),
-            detail: violation.detail(limits),
-        }
-        .into_response());
+    if let Err(violation) = scan_body(&bytes, limits) {
+        return Err(refuse(app, subject, limits, violation, "request body").await);
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Records and counts a violation found in `source`; the 400 to send, or the 403 of a new block.
+async fn refuse(
+    app: &AppState,
+    subject: &str,
+    limits: &WafSettings,
+    violation: Violation,
+    source: &'static str,
+) -> Response {
+    app.metrics().record_waf_violation(violation.code());
+    tracing::warn!(target: "security", event = "waf.violation", code = violation.code(), source, subject = %subject, "request refused");
+    if let Some(block) = count_violation(app, subject, limits).await {
+        return block;
+    }
+    ApiError::BadRequest {
+        code: violation.code(),
+        detail: violation.detail(limits),
+    }
+    .into_response()
 }
 
 /// Counts a violation; on the one that completes a burst, blocks `subject` and returns the 403.
@@ -504,6 +643,40 @@ mod tests {
         assert_eq!(count_phones("3.14159265358"), 0);
         assert_eq!(count_phones("order 12345"), 0);
         assert_eq!(count_phones("id42345678"), 0);
+    }
+
+    #[test]
+    fn query_strings_and_forms_are_checked_decoded() {
+        let l = limits();
+        assert_eq!(scan_pairs(b"a=1&b=caf%C3%A9+x&flag", &l, true), Ok(()));
+        assert_eq!(
+            scan_pairs(b"q=%C0%AF", &l, true),
+            Err(Violation::InvalidUtf8)
+        );
+        assert_eq!(scan_pairs(b"q=a%00b", &l, true), Err(Violation::Nul));
+        let long = format!("q={}", "x".repeat(8_193));
+        assert_eq!(
+            scan_pairs(long.as_bytes(), &l, true),
+            Err(Violation::StringTooLong)
+        );
+        let urls = (1..=6)
+            .map(|i| format!("u{i}=https%3A%2F%2Fu{i}.test"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            scan_pairs(urls.as_bytes(), &l, true),
+            Err(Violation::TooManyUrls)
+        );
+        assert_eq!(scan_pairs(urls.as_bytes(), &l, false), Ok(()));
+        let phones =
+            "a=%2B1+415+555+0123&b=%2B44+20+7946+0958&c=%2B33+1+23+45+67+89&d=(212)+555-0199";
+        assert_eq!(
+            scan_pairs(phones.as_bytes(), &l, true),
+            Err(Violation::TooManyPhones)
+        );
+        assert_eq!(scan_text(b"hello\x00", &l), Err(Violation::Nul));
+        assert_eq!(scan_text(b"\xff", &l), Err(Violation::InvalidUtf8));
+        assert_eq!(scan_text("ok".as_bytes(), &l), Ok(()));
     }
 
     #[test]

@@ -9,12 +9,12 @@
 //!   the successor in one write transaction.
 
 use async_trait::async_trait;
-use palisade_authz::TenantScope;
+use palisade_authz::{SystemScope, TenantScope};
 use palisade_store::{
-    ApiKey, ApiKeyStore, AuditEvent, AuditMeta, NewApiKey, Page, PageRequest, StoreError,
-    StoreResult,
+    ApiKey, ApiKeyStore, AuditEvent, AuditMeta, KeyRateLimit, NewApiKey, Page, PageRequest,
+    StoreError, StoreResult,
 };
-use sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement};
+use sea_query::{CaseStatement, Cond, Expr, ExprTrait, LockType, Query, SelectStatement};
 use time::OffsetDateTime;
 
 use crate::audit::append;
@@ -51,6 +51,10 @@ fn key_json(k: &ApiKey) -> serde_json::Value {
         "revoked_at": t(k.revoked_at),
         "rotated_from": k.rotated_from,
         "grace_until": t(k.grace_until),
+        "rate_limit": k.rate_limit.map(|r| serde_json::json!({
+            "per_second": r.per_second,
+            "burst": r.burst,
+        })),
     })
 }
 
@@ -65,7 +69,7 @@ fn key_event(action: &str, id: &str, old: Option<&ApiKey>, new: Option<&ApiKey>)
     }
 }
 
-const COLUMNS: [ApiKeys; 14] = [
+const COLUMNS: [ApiKeys; 16] = [
     ApiKeys::Id,
     ApiKeys::TenantId,
     ApiKeys::CreatedBy,
@@ -80,7 +84,13 @@ const COLUMNS: [ApiKeys; 14] = [
     ApiKeys::RevokedAt,
     ApiKeys::RotatedFrom,
     ApiKeys::GraceUntil,
+    ApiKeys::RateLimitPerSecond,
+    ApiKeys::RateLimitBurst,
 ];
+
+/// Keys per `record_api_key_uses` statement (three bound values each, well under every backend's
+/// parameter limit).
+const USES_PER_STATEMENT: usize = 500;
 
 /// `SELECT <key columns> FROM api_keys` (unscoped: callers add the tenant filter, or are the
 /// documented authentication lookup).
@@ -120,7 +130,27 @@ fn decode<D: Exec>(row: &DbRow<D>) -> StoreResult<ApiKey> {
         revoked_at: opt_from_micros(D::opt_int(row, col(ApiKeys::RevokedAt))?)?,
         rotated_from: D::opt_text(row, col(ApiKeys::RotatedFrom))?,
         grace_until: opt_from_micros(D::opt_int(row, col(ApiKeys::GraceUntil))?)?,
+        rate_limit: decode_rate_limit(
+            D::opt_int(row, col(ApiKeys::RateLimitPerSecond))?,
+            D::opt_int(row, col(ApiKeys::RateLimitBurst))?,
+        )?,
     })
+}
+
+/// Both columns set, or neither; anything else (or a value out of range) is a corrupt row.
+fn decode_rate_limit(
+    per_second: Option<i64>,
+    burst: Option<i64>,
+) -> StoreResult<Option<KeyRateLimit>> {
+    let corrupt = || StoreError::internal("stored api_keys.rate_limit does not decode");
+    match (per_second, burst) {
+        (None, None) => Ok(None),
+        (Some(p), Some(b)) => Ok(Some(KeyRateLimit {
+            per_second: u32::try_from(p).map_err(|_| corrupt())?,
+            burst: u32::try_from(b).map_err(|_| corrupt())?,
+        })),
+        _ => Err(corrupt()),
+    }
 }
 
 fn opt_micros(t: Option<OffsetDateTime>) -> StoreResult<Option<i64>> {
@@ -155,6 +185,7 @@ fn build_insert(
         revoked_at: None,
         rotated_from,
         grace_until: None,
+        rate_limit: new.rate_limit,
     };
     let stmt = Query::insert()
         .into_table(ApiKeys::Table)
@@ -174,6 +205,8 @@ fn build_insert(
             Option::<i64>::None.into(),
             key.rotated_from.clone().into(),
             Option::<i64>::None.into(),
+            key.rate_limit.map(|r| i64::from(r.per_second)).into(),
+            key.rate_limit.map(|r| i64::from(r.burst)).into(),
         ])
         .map_err(|e| StoreError::Internal(Box::new(e)))?
         .take();
@@ -345,5 +378,41 @@ impl<D: Exec> ApiKeyStore for SqlApiKeyStore<D> {
             .as_ref()
             .map(decode::<D>)
             .transpose()
+    }
+
+    async fn record_api_key_uses(
+        &self,
+        _system: &SystemScope,
+        uses: &[(String, OffsetDateTime)],
+    ) -> StoreResult<u64> {
+        let mut updated = 0;
+        for chunk in uses.chunks(USES_PER_STATEMENT) {
+            // UPDATE api_keys SET last_used_at = CASE WHEN id = ? AND (last_used_at IS NULL OR
+            // last_used_at < ?) THEN ? ... ELSE last_used_at END WHERE id IN (...): one statement,
+            // and a use never moves `last_used_at` back (instances flush in any order).
+            let mut case = CaseStatement::new();
+            let mut ids = Vec::with_capacity(chunk.len());
+            for (id, at) in chunk {
+                let at = to_micros(*at)?;
+                case = case.case(
+                    Cond::all().add(Expr::col(ApiKeys::Id).eq(id.as_str())).add(
+                        Cond::any()
+                            .add(Expr::col(ApiKeys::LastUsedAt).is_null())
+                            .add(Expr::col(ApiKeys::LastUsedAt).lt(at)),
+                    ),
+                    Expr::val(at),
+                );
+                ids.push(id.as_str());
+            }
+            let case: Expr = case.finally(Expr::col(ApiKeys::LastUsedAt)).into();
+            let stmt = Query::update()
+                .table(ApiKeys::Table)
+                .value(ApiKeys::LastUsedAt, case)
+                .and_where(Expr::col(ApiKeys::Id).is_in(ids))
+                .take();
+            let mut conn = acquire::<D>(&self.pool).await?;
+            updated += D::execute(&mut conn, D::render(&stmt)).await?;
+        }
+        Ok(updated)
     }
 }

@@ -17,6 +17,7 @@ pub(crate) enum Tenants {
     Path,
     CreatedAt,
     UpdatedAt,
+    AllowedIps,
 }
 
 /// `users`.
@@ -239,4 +240,6 @@ pub(crate) enum ApiKeys {
     RevokedAt,
     RotatedFrom,
     GraceUntil,
+    RateLimitPerSecond,
+    RateLimitBurst,
 }

@@ -1,7 +1,7 @@
 //! [`TenantStore`] for every dialect: each statement is built once with sea-query.
 //!
 //! Invariants:
-//! - SECURITY: scoped reads and writes (`get_tenant`, `list_tenants`, `rename_tenant`) filter by the
+//! - SECURITY: scoped reads and writes (`get_tenant`, `list_tenants`, `update_tenant`) filter by the
 //!   scope's subtree with `substr(path, 1, <len>) = <scope path>`, an exact prefix test with no wildcard
 //!   characters to escape. The scope's path is checked first ([`subtree_prefix`]): it must be a
 //!   well-formed materialised path ending in the scope's own id, so an empty or malformed path can
@@ -17,13 +17,15 @@ use palisade_authz::{SystemScope, TenantScope};
 use palisade_domain::{Slug, TenantId, TenantKind};
 use palisade_store::{
     AuditEvent, AuditMeta, NewTenant, Page, PageRequest, StoreError, StoreResult, Tenant,
-    TenantStore,
+    TenantPatch, TenantStore,
 };
 use sea_query::{Cond, Expr, ExprTrait, Func, LockType, Query, SelectStatement};
 use time::OffsetDateTime;
 
 use crate::audit::append;
-use crate::codec::{fetch_keyset_page, from_micros, now, parse_stored, to_micros};
+use crate::codec::{
+    fetch_keyset_page, from_json_list, from_micros, now, parse_stored, to_json_list, to_micros,
+};
 use crate::dialect::{DbRow, Dialect, Exec, acquire, begin_write, commit};
 use crate::schema::{Tenants, col};
 
@@ -92,6 +94,7 @@ fn select_tenants() -> SelectStatement {
                 Tenants::Path,
                 Tenants::CreatedAt,
                 Tenants::UpdatedAt,
+                Tenants::AllowedIps,
             ]
             .map(|c| (T, c)),
         )
@@ -116,6 +119,10 @@ fn decode_tenant<D: Exec>(row: &DbRow<D>) -> StoreResult<Tenant> {
             .transpose()?,
         path: D::text(row, col(Tenants::Path))?,
         has_children: D::flag(row, HAS_CHILDREN)?,
+        allowed_ips: from_json_list(
+            &D::text(row, col(Tenants::AllowedIps))?,
+            "tenants.allowed_ips",
+        )?,
         created_at: from_micros(D::int(row, col(Tenants::CreatedAt))?)?,
         updated_at: from_micros(D::int(row, col(Tenants::UpdatedAt))?)?,
     })
@@ -129,6 +136,7 @@ fn tenant_json(t: &Tenant) -> serde_json::Value {
         "name": t.name,
         "kind": t.kind.as_str(),
         "parent_id": t.parent_id.map(|p| p.to_string()),
+        "allowed_ips": t.allowed_ips,
     })
 }
 
@@ -140,6 +148,7 @@ impl<D: Exec> SqlTenantStore<D> {
         slug: Slug,
         name: String,
         kind: TenantKind,
+        allowed_ips: Vec<String>,
         parent: Option<(TenantId, &str)>,
         meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
@@ -151,7 +160,7 @@ impl<D: Exec> SqlTenantStore<D> {
         let parent_id = parent.map(|(p, _)| p);
         let at: OffsetDateTime = now()?;
         let micros = to_micros(at)?;
-        let row: [Expr; 8] = [
+        let row: [Expr; 9] = [
             id.to_string().into(),
             slug.as_str().into(),
             name.as_str().into(),
@@ -160,6 +169,7 @@ impl<D: Exec> SqlTenantStore<D> {
             path.as_str().into(),
             micros.into(),
             micros.into(),
+            to_json_list(&allowed_ips)?.into(),
         ];
         let mut stmt = Query::insert();
         stmt.into_table(Tenants::Table).columns([
@@ -171,6 +181,7 @@ impl<D: Exec> SqlTenantStore<D> {
             Tenants::Path,
             Tenants::CreatedAt,
             Tenants::UpdatedAt,
+            Tenants::AllowedIps,
         ]);
         match parent {
             None => stmt.values(row),
@@ -195,6 +206,7 @@ impl<D: Exec> SqlTenantStore<D> {
             parent_id,
             path,
             has_children: false,
+            allowed_ips,
             created_at: at,
             updated_at: at,
         };
@@ -249,7 +261,7 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         // The partial unique index refuses a second system tenant (`tenants.kind`).
-        self.insert(slug, name, TenantKind::System, None, meta)
+        self.insert(slug, name, TenantKind::System, Vec::new(), None, meta)
             .await
     }
 
@@ -269,6 +281,7 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
             new.slug,
             new.name,
             new.kind,
+            new.allowed_ips,
             Some((scope.tenant_id(), parent_path)),
             meta,
         )
@@ -310,20 +323,25 @@ impl<D: Exec> TenantStore for SqlTenantStore<D> {
         .await
     }
 
-    async fn rename_tenant(
+    async fn update_tenant(
         &self,
         scope: &TenantScope,
         id: TenantId,
-        name: String,
+        patch: TenantPatch,
         meta: &AuditMeta,
     ) -> StoreResult<Tenant> {
         let prefix = subtree_prefix(scope)?;
+        let mut values: Vec<(Tenants, Expr)> =
+            vec![(Tenants::UpdatedAt, to_micros(now()?)?.into())];
+        if let Some(name) = patch.name {
+            values.push((Tenants::Name, name.into()));
+        }
+        if let Some(ips) = &patch.allowed_ips {
+            values.push((Tenants::AllowedIps, to_json_list(ips)?.into()));
+        }
         let update = Query::update()
             .table(Tenants::Table)
-            .values([
-                (Tenants::Name, name.into()),
-                (Tenants::UpdatedAt, to_micros(now()?)?.into()),
-            ])
+            .values(values)
             .cond_where(
                 Cond::all()
                     .add(Expr::col(Tenants::Id).eq(id.to_string()))

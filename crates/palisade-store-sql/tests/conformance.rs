@@ -122,6 +122,7 @@ async fn duplicate_slug_conflict(stores: &Stores) -> StoreError {
         slug: Slug::parse("dup").unwrap(),
         name: "Duplicate".to_owned(),
         kind: TenantKind::Tenant,
+        allowed_ips: Vec::new(),
     };
     stores
         .tenants

@@ -14,11 +14,20 @@
 //! - Every change (create, rotate, revoke) appends its audit entry in the same transaction.
 
 use async_trait::async_trait;
-use palisade_authz::TenantScope;
+use palisade_authz::{SystemScope, TenantScope};
 use palisade_domain::{TenantId, UserId};
 use time::OffsetDateTime;
 
 use crate::{AuditMeta, Page, PageRequest, StoreResult};
+
+/// A key's own rate limit (GCRA), validated and bounded by the server before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRateLimit {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Requests admitted at once.
+    pub burst: u32,
+}
 
 /// An API key row (metadata and the keyed hash; never the key).
 #[derive(Clone, PartialEq, Eq)]
@@ -51,6 +60,8 @@ pub struct ApiKey {
     pub rotated_from: Option<String>,
     /// Set on a rotated-away key: it works until then.
     pub grace_until: Option<OffsetDateTime>,
+    /// The key's own rate limit; `None`: the tenant's or the default quota.
+    pub rate_limit: Option<KeyRateLimit>,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -90,6 +101,8 @@ pub struct NewApiKey {
     pub allowed_ips: Vec<String>,
     /// Expiry.
     pub expires_at: Option<OffsetDateTime>,
+    /// The key's own rate limit.
+    pub rate_limit: Option<KeyRateLimit>,
 }
 
 impl std::fmt::Debug for NewApiKey {
@@ -140,4 +153,13 @@ pub trait ApiKeyStore: Send + Sync {
     /// SECURITY: the authentication lookup, unscoped by design (no principal exists yet): the key whose
     /// prefix the presented key carries. The caller verifies the keyed hash before trusting the row.
     async fn find_api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKey>>;
+    /// Records when keys were last used (batched by the server, across tenants, hence the
+    /// [`SystemScope`]): one statement per call, each `last_used_at` only ever moving forward (several
+    /// instances may flush out of order). Unknown ids are ignored. Usage metadata, not an audited
+    /// change. Returns the rows updated.
+    async fn record_api_key_uses(
+        &self,
+        system: &SystemScope,
+        uses: &[(String, OffsetDateTime)],
+    ) -> StoreResult<u64>;
 }

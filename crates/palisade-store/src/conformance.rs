@@ -244,6 +244,7 @@ async fn child(stores: &Stores, parent: &Tenant, name: &str, kind: TenantKind) -
                 slug: slug(name),
                 name: format!("Tenant {name}"),
                 kind,
+                allowed_ips: Vec::new(),
             },
             audit_meta(),
         )
@@ -558,6 +559,59 @@ pub async fn tenant_hierarchy_and_scoping(stores: &Stores) {
         .await
         .expect("rename within the subtree");
     assert_eq!(renamed.name, "Acme Europe");
+    assert!(renamed.allowed_ips.is_empty());
+    // The IP allowlist: set alone (the name stays), read back, outside the subtree NotFound.
+    let fenced = stores
+        .tenants
+        .update_tenant(
+            &s_acme,
+            acme_eu.id,
+            crate::TenantPatch {
+                name: None,
+                allowed_ips: Some(vec!["192.0.2.0/24".to_owned(), "2001:db8::/32".to_owned()]),
+            },
+            audit_meta(),
+        )
+        .await
+        .expect("set the allowlist");
+    assert_eq!(fenced.name, "Acme Europe");
+    assert_eq!(fenced.allowed_ips, ["192.0.2.0/24", "2001:db8::/32"]);
+    assert_eq!(
+        stores
+            .tenants
+            .resolve_tenant(acme_eu.id)
+            .await
+            .expect("resolve")
+            .map(|t| t.allowed_ips),
+        Some(fenced.allowed_ips.clone())
+    );
+    assert_not_found(
+        stores
+            .tenants
+            .update_tenant(
+                &s_acme,
+                other.id,
+                crate::TenantPatch {
+                    name: None,
+                    allowed_ips: Some(Vec::new()),
+                },
+                audit_meta(),
+            )
+            .await,
+    );
+    let renamed = stores
+        .tenants
+        .update_tenant(
+            &s_acme,
+            acme_eu.id,
+            crate::TenantPatch {
+                name: None,
+                allowed_ips: Some(Vec::new()),
+            },
+            audit_meta(),
+        )
+        .await
+        .expect("clear the allowlist");
     assert_eq!(renamed.slug, acme_eu.slug);
     assert_eq!(renamed.path, acme_eu.path);
     assert_eq!(renamed.created_at, acme_eu.created_at);
@@ -590,6 +644,7 @@ pub async fn tenant_hierarchy_and_scoping(stores: &Stores) {
                 slug: slug("rogue"),
                 name: "Rogue".to_owned(),
                 kind: TenantKind::System,
+                allowed_ips: Vec::new(),
             },
             audit_meta(),
         )
@@ -651,6 +706,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
                     slug: slug("forged"),
                     name: "Forged".to_owned(),
                     kind: TenantKind::Tenant,
+                    allowed_ips: Vec::new(),
                 },
                 audit_meta(),
             )
@@ -700,6 +756,7 @@ pub async fn malformed_scope_paths_are_refused(stores: &Stores) {
                     slug: slug("grafted"),
                     name: "Grafted".to_owned(),
                     kind: TenantKind::Tenant,
+                    allowed_ips: Vec::new(),
                 },
                 audit_meta(),
             )
@@ -731,6 +788,7 @@ pub async fn tenant_slug_is_unique(stores: &Stores) {
                     slug: slug("acme"),
                     name: "Acme again".to_owned(),
                     kind: TenantKind::Tenant,
+                    allowed_ips: Vec::new(),
                 },
                 audit_meta(),
             )
@@ -1219,6 +1277,7 @@ pub async fn concurrent_duplicates_have_exactly_one_winner(stores: &Stores) {
                 slug: slug("contested"),
                 name: "Contested".to_owned(),
                 kind: TenantKind::Tenant,
+                allowed_ips: Vec::new(),
             },
             audit_meta(),
         )
@@ -1298,6 +1357,10 @@ pub async fn api_keys_are_scoped_rotated_and_revoked(stores: &Stores) {
         ],
         allowed_ips: vec!["10.0.0.0/8".to_owned()],
         expires_at: None,
+        rate_limit: Some(crate::KeyRateLimit {
+            per_second: 2,
+            burst: 7,
+        }),
     };
     let key = stores
         .api_keys
@@ -1305,6 +1368,13 @@ pub async fn api_keys_are_scoped_rotated_and_revoked(stores: &Stores) {
         .await
         .expect("create a key");
     assert_eq!(key.capabilities, ["a.read", "b.read"]);
+    assert_eq!(
+        key.rate_limit,
+        Some(crate::KeyRateLimit {
+            per_second: 2,
+            burst: 7
+        })
+    );
     assert_eq!(
         stores
             .api_keys
@@ -1413,4 +1483,35 @@ pub async fn api_keys_are_scoped_rotated_and_revoked(stores: &Stores) {
             )
             .await,
     );
+    // Batched use: one call updates several keys, never moves a time back, ignores unknown ids.
+    let system = palisade_authz::SystemScope::internal(palisade_authz::InternalRole::KeyUsage);
+    let later = time::OffsetDateTime::from_unix_timestamp(2_000_000_000).expect("time");
+    let earlier = time::OffsetDateTime::from_unix_timestamp(1_900_000_000).expect("time");
+    let updated = stores
+        .api_keys
+        .record_api_key_uses(
+            &system,
+            &[
+                (key.id.clone(), later),
+                (next.id.clone(), earlier),
+                ("no-such-key".to_owned(), later),
+            ],
+        )
+        .await
+        .expect("record uses");
+    assert_eq!(updated, 2);
+    stores
+        .api_keys
+        .record_api_key_uses(&system, &[(key.id.clone(), earlier)])
+        .await
+        .expect("record an older use");
+    for (id, expected) in [(&key.id, later), (&next.id, earlier)] {
+        let stored = stores
+            .api_keys
+            .get_api_key(&scope(&a), id)
+            .await
+            .expect("get")
+            .expect("key");
+        assert_eq!(stored.last_used_at, Some(expected));
+    }
 }

@@ -25,7 +25,7 @@ pub mod identity;
 pub mod records;
 pub mod roles;
 
-pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
+pub use api_keys::{ApiKey, ApiKeyStore, KeyRateLimit, NewApiKey};
 pub use audit::{
     AuditCategory, AuditEntry, AuditEvent, AuditFilter, AuditMeta, AuditPageRequest, AuditStore,
     ChainReport, RetentionPolicy, category_of,
@@ -108,6 +108,8 @@ pub struct Tenant {
     pub path: String,
     /// Whether any tenant has this one as parent.
     pub has_children: bool,
+    /// Canonical CIDRs every request acting on this tenant must come from; empty: anywhere.
+    pub allowed_ips: Vec<String>,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -136,6 +138,17 @@ pub struct NewTenant {
     pub name: String,
     /// Partner or ordinary tenant (never `System` through the child path).
     pub kind: TenantKind,
+    /// Canonical CIDRs (validated by the caller); empty: anywhere.
+    pub allowed_ips: Vec<String>,
+}
+
+/// A change to a tenant: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPatch {
+    /// New display name (validated by the caller).
+    pub name: Option<String>,
+    /// New IP allowlist, canonical CIDRs (validated by the caller); empty: anywhere.
+    pub allowed_ips: Option<Vec<String>>,
 }
 
 /// Tenants. Tenants are the unit of scope, so two reads are unscoped: authorization needs them to decide.
@@ -168,6 +181,15 @@ pub trait TenantStore: Send + Sync {
         scope: &TenantScope,
         page: &PageRequest,
     ) -> StoreResult<Page<Tenant>>;
+    /// Changes a tenant within the subtree (name, IP allowlist) and appends one audit entry
+    /// (`tenant.update`, old and new) in the same transaction. `NotFound` outside the subtree.
+    async fn update_tenant(
+        &self,
+        scope: &TenantScope,
+        id: TenantId,
+        patch: TenantPatch,
+        meta: &AuditMeta,
+    ) -> StoreResult<Tenant>;
     /// Renames a tenant within the subtree. `NotFound` outside it.
     async fn rename_tenant(
         &self,
@@ -175,7 +197,13 @@ pub trait TenantStore: Send + Sync {
         id: TenantId,
         name: String,
         meta: &AuditMeta,
-    ) -> StoreResult<Tenant>;
+    ) -> StoreResult<Tenant> {
+        let patch = TenantPatch {
+            name: Some(name),
+            allowed_ips: None,
+        };
+        self.update_tenant(scope, id, patch, meta).await
+    }
 }
 
 /// A user row. A user belongs to one home tenant and holds roles there.

@@ -358,6 +358,7 @@ impl TestApp {
                     slug: Slug::parse(slug).expect("slug"),
                     name: slug.to_owned(),
                     kind,
+                    allowed_ips: Vec::new(),
                 },
                 &palisade_store::AuditMeta::system("testkit"),
             )

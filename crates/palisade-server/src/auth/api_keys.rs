@@ -18,7 +18,6 @@
 use std::net::IpAddr;
 
 use axum::http::HeaderMap;
-use ipnet::IpNet;
 use palisade_crypto::KeyedHasher;
 use palisade_store::ApiKey;
 use time::OffsetDateTime;
@@ -140,35 +139,6 @@ pub fn parse<'a>(key: &'a str, env: &str) -> Option<&'a str> {
     palisade_crypto::ct_eq(checksum(body).as_bytes(), sum.as_bytes()).then_some(prefix)
 }
 
-/// Whether `ip` is inside one of `allowed` (CIDRs or single addresses); an empty list allows all.
-/// SECURITY: an unknown client IP, or a stored entry that does not parse, allows nothing.
-#[must_use]
-pub fn ip_allowed(allowed: &[String], ip: Option<IpAddr>) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let Some(ip) = ip else {
-        return false;
-    };
-    allowed.iter().any(|entry| {
-        entry
-            .parse::<IpNet>()
-            .map(|net| net.contains(&ip))
-            .or_else(|_| entry.parse::<IpAddr>().map(|a| a == ip))
-            .unwrap_or(false)
-    })
-}
-
-/// Parses a CIDR or single address as given at creation, returning its canonical text.
-#[must_use]
-pub fn canonical_cidr(entry: &str) -> Option<String> {
-    entry
-        .parse::<IpNet>()
-        .map(|n| n.trunc().to_string())
-        .or_else(|_| entry.parse::<IpAddr>().map(|a| IpNet::from(a).to_string()))
-        .ok()
-}
-
 fn refused(detail: &'static str) -> ApiError {
     ApiError::Unauthenticated {
         code: "auth.invalid_api_key",
@@ -210,7 +180,7 @@ pub async fn verify(
     if !key.is_live(OffsetDateTime::now_utc()) {
         return Err(refused("The API key is revoked or expired."));
     }
-    if !ip_allowed(&key.allowed_ips, ip) {
+    if !crate::net::ip_allowed(&key.allowed_ips, ip) {
         return Err(ApiError::Forbidden {
             code: "auth.ip_not_allowed",
             detail: "This API key may not be used from this address.".to_owned(),
@@ -248,17 +218,5 @@ mod tests {
     #[test]
     fn base32_matches_rfc4648() {
         assert_eq!(base32(b"foobar"), "mzxw6ytboi");
-    }
-
-    #[test]
-    fn ip_lists() {
-        let ip = "10.1.2.3".parse().ok();
-        assert!(ip_allowed(&[], None));
-        assert!(ip_allowed(&["10.0.0.0/8".into()], ip));
-        assert!(!ip_allowed(&["192.168.0.0/16".into()], ip));
-        assert!(!ip_allowed(&["10.0.0.0/8".into()], None));
-        assert_eq!(canonical_cidr("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
-        assert_eq!(canonical_cidr("::1").as_deref(), Some("::1/128"));
-        assert_eq!(canonical_cidr("nope"), None);
     }
 }

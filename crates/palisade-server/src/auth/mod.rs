@@ -2,5 +2,6 @@
 //! authenticator. Routes live in `routes::auth`.
 
 pub mod api_keys;
+pub mod key_usage;
 pub mod keyring;
 pub mod tokens;

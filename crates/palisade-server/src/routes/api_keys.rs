@@ -16,13 +16,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_authz::{Access, Capability, Principal, TenantScope, capability::platform};
-use palisade_store::{ApiKey, NewApiKey, StoreError};
+use palisade_store::{ApiKey, KeyRateLimit, NewApiKey, StoreError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::auth::api_keys::{canonical_cidr, env_for, generate, hash};
+use crate::auth::api_keys::{env_for, generate, hash};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Audited, Caller, Json, Path, Query, Scoped};
 use crate::router::{SecureRouter, op};
@@ -32,8 +32,6 @@ use crate::state::AppState;
 
 /// At most this many capabilities per key.
 const MAX_CAPABILITIES: usize = 256;
-/// At most this many allowed CIDRs per key.
-const MAX_ALLOWED_IPS: usize = 64;
 /// The longest rotation grace period (30 days).
 const MAX_GRACE_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -64,6 +62,18 @@ pub struct ApiKeyView {
     pub rotated_from: Option<String>,
     /// RFC 3339: a rotated-away key works until then.
     pub grace_until: Option<String>,
+    /// The key's own rate limit; null: the tenant's override or the default quota.
+    pub rate_limit: Option<KeyRateLimitView>,
+}
+
+/// A key's own GCRA quota.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRateLimitView {
+    /// Sustained requests per second, 1 to `rate_limit.api_key_max.per_second`.
+    pub per_second: u32,
+    /// Requests admitted at once, 1 to `rate_limit.api_key_max.burst`.
+    pub burst: u32,
 }
 
 impl From<ApiKey> for ApiKeyView {
@@ -81,6 +91,10 @@ impl From<ApiKey> for ApiKeyView {
             revoked_at: k.revoked_at.map(rfc3339),
             rotated_from: k.rotated_from,
             grace_until: k.grace_until.map(rfc3339),
+            rate_limit: k.rate_limit.map(|r| KeyRateLimitView {
+                per_second: r.per_second,
+                burst: r.burst,
+            }),
         }
     }
 }
@@ -109,6 +123,11 @@ pub struct CreateApiKeyRequest {
     /// CIDRs (or single addresses) the key may be used from.
     #[serde(default)]
     pub allowed_ips: Vec<String>,
+    /// The key's own rate limit (bounded by `rate_limit.api_key_max`); absent: the tenant's override
+    /// or the default quota. Read as a JSON value first so that only an object is accepted (serde
+    /// would otherwise take `[1, 2]` for a struct).
+    #[schema(value_type = Option<KeyRateLimitView>)]
+    pub rate_limit: Option<serde_json::Value>,
 }
 
 /// `POST /v1/api-keys/{id}/rotate`.
@@ -233,32 +252,46 @@ fn check_capabilities(
     Ok(parsed.into_iter().map(|c| c.to_string()).collect())
 }
 
-fn check_allowed_ips(entries: &[String]) -> ApiResult<Vec<String>> {
-    if entries.len() > MAX_ALLOWED_IPS {
-        return Err(ApiError::field(
-            "allowed_ips",
-            "too_many",
-            "at most 64 entries",
-        ));
+/// A key's own rate limit: each value from 1 to the configured maximum.
+fn check_rate_limit(
+    app: &AppState,
+    requested: Option<serde_json::Value>,
+) -> ApiResult<Option<KeyRateLimit>> {
+    let Some(raw) = requested.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::field(
+            "rate_limit",
+            "invalid_rate_limit",
+            "must be an object {\"per_second\", \"burst\"} of positive integers",
+        )
+    };
+    if !raw.is_object() {
+        return Err(invalid());
     }
+    let r: KeyRateLimitView = serde_json::from_value(raw).map_err(|_| invalid())?;
+    let max = app.settings().rate_limit.api_key_max;
     let mut errors = Vec::new();
-    let mut out = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        match canonical_cidr(e) {
-            Some(c) => out.push(c),
-            None => errors.push(FieldError::new(
-                format!("allowed_ips[{i}]"),
-                "invalid_cidr",
-                "is not a CIDR or IP address",
-            )),
+    for (field, value, most) in [
+        ("rate_limit.per_second", r.per_second, max.per_second),
+        ("rate_limit.burst", r.burst, max.burst),
+    ] {
+        if !(1..=most).contains(&value) {
+            errors.push(FieldError::new(
+                field,
+                "out_of_range",
+                format!("must be between 1 and {most}"),
+            ));
         }
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    Ok(Some(KeyRateLimit {
+        per_second: r.per_second,
+        burst: r.burst,
+    }))
 }
 
 /// A new key row and the key itself, for the caller in the scope.
@@ -269,6 +302,7 @@ fn new_key(
     capabilities: Vec<String>,
     allowed_ips: Vec<String>,
     expires_at: Option<OffsetDateTime>,
+    rate_limit: Option<KeyRateLimit>,
 ) -> (NewApiKey, String) {
     let generated = generate(env_for(app.settings().mode));
     let new = NewApiKey {
@@ -279,6 +313,7 @@ fn new_key(
         capabilities,
         allowed_ips,
         expires_at,
+        rate_limit,
     };
     (new, generated.key)
 }
@@ -328,8 +363,18 @@ async fn create_key(
         }
     };
     let capabilities = check_capabilities(&app, &caller, &body.capabilities)?;
-    let allowed_ips = check_allowed_ips(&body.allowed_ips)?;
-    let (new, key) = new_key(&app, &caller, name, capabilities, allowed_ips, expires_at);
+    let allowed_ips =
+        crate::net::check_cidrs("allowed_ips", &body.allowed_ips).map_err(ApiError::Validation)?;
+    let rate_limit = check_rate_limit(&app, body.rate_limit)?;
+    let (new, key) = new_key(
+        &app,
+        &caller,
+        name,
+        capabilities,
+        allowed_ips,
+        expires_at,
+        rate_limit,
+    );
     let stored = app
         .stores()
         .api_keys
@@ -413,6 +458,7 @@ async fn rotate_key(
         capabilities,
         old.allowed_ips,
         old.expires_at,
+        old.rate_limit,
     );
     let grace_until = OffsetDateTime::now_utc() + time::Duration::seconds(grace);
     let stored = app

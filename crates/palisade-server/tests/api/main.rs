@@ -41,6 +41,7 @@ mod input;
 mod isolation;
 mod limits;
 mod mfa;
+mod network;
 mod pipeline;
 mod principal_cache;
 mod registry;

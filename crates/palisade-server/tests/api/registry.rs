@@ -251,6 +251,8 @@ fn system_scope_is_used_only_where_reviewed() {
         ("mfa.rs", "InternalRole::SignIn"),
         ("audit_jobs.rs", "InternalRole::AuditMaintenance"),
         ("record_jobs.rs", "InternalRole::Retention"),
+        ("key_usage.rs", "InternalRole::KeyUsage"),
+        ("net.rs", "InternalRole::Recovery"),
     ];
     let mut found = Vec::new();
     for (path, text) in crate::source_files(&["palisade-server/src"]) {
