@@ -239,3 +239,17 @@ pub(crate) enum ApiKeys {
     RotatedFrom,
     GraceUntil,
 }
+
+/// `browser_sessions`: cookie sessions, one per refresh family.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum BrowserSessions {
+    Table,
+    FamilyId,
+    TenantId,
+    UserId,
+    TokenHash,
+    TokenVersion,
+    CreatedAt,
+    LastSeenAt,
+    ExpiresAt,
+}
