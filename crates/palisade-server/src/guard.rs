@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 
 use std::net::IpAddr;
 
-use crate::auth::api_keys;
+use crate::auth::{api_keys, sessions};
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::pipeline::ClientIp;
@@ -98,7 +98,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         ratelimit::decorate(&mut res, rate);
         return res;
     };
-    let principal = match authenticate(app, req.headers(), Some(ip)).await {
+    let principal = match authenticate(app, req.method(), req.headers(), Some(ip)).await {
         Ok(principal) => principal,
         Err(e) => {
             if !self_check {
@@ -162,19 +162,23 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
 pub async fn admit(
     app: &AppState,
     capability: &Capability,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let principal = authenticate(app, headers, None).await?;
+    let principal = authenticate(app, method, headers, None).await?;
     let scope = authorize_principal(app, &principal, capability, headers).await?;
     Ok((principal, scope))
 }
 
-/// Authenticates a request and resolves its principal.
+/// Authenticates a request and resolves its principal. A principal authenticated by the session
+/// cookie has passed the CSRF defence for `method` too, so no caller can forget it.
 ///
 /// # Errors
-/// 401 for a missing or refused credential, 503 when it cannot be checked, a store error.
+/// 401 for a missing or refused credential, 403 `auth.csrf_failed`, 503 when it cannot be checked, a
+/// store error.
 pub async fn authenticate(
     app: &AppState,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
@@ -188,6 +192,26 @@ pub async fn authenticate(
             });
         }
         return authenticate_api_key(app, headers, ip).await;
+    }
+    // A session cookie counts only when sessions are on and no other credential is presented: a
+    // bearer, DPoP or API-key request ignores the cookie (docs/sessions.md).
+    if sessions::enabled(app)
+        && !crate::authn::presents_credential(headers)
+        && let Some(value) = sessions::presented(app, headers)?
+    {
+        let identity = sessions::authenticate(app, &value).await?;
+        let principal = resolve_principal(app, identity)
+            .await
+            .map_err(|e| match e {
+                ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
+                    code: "auth.invalid_session",
+                    detail: "The session is not valid; sign in again.",
+                    challenge: Challenge::InvalidToken,
+                },
+                other => other,
+            })?;
+        sessions::check_csrf(app, &principal, method, headers)?;
+        return Ok(principal);
     }
     let identity = match app.authenticator().authenticate(headers).await {
         AuthOutcome::Authenticated(id) => id,
