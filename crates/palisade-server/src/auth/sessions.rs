@@ -198,7 +198,11 @@ pub async fn authenticate(app: &AppState, value: &str) -> Result<Identity, ApiEr
     })
 }
 
-fn check_live(app: &AppState, session: &BrowserSession, now: OffsetDateTime) -> Result<(), ApiError> {
+fn check_live(
+    app: &AppState,
+    session: &BrowserSession,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
     if session.revoked_at.is_some() {
         return Err(invalid_session());
     }
@@ -258,7 +262,11 @@ pub fn check_csrf(
         .to_str()
         .ok()
         .filter(|t| t.len() <= 64)
-        .and_then(|t| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok())
+        .and_then(|t| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+        })
         .unwrap_or_default();
     // SECURITY: constant-time comparison of the keyed hash.
     if !app
@@ -278,8 +286,7 @@ fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     // The operator's own front ends: `server.cors_allowed_origins` and the origin of `server.public_url`.
     let public = app.settings().server.public_url.as_deref().map(origin_of);
-    let listed =
-        origin.is_some_and(|o| allowed.iter().any(|a| a == o) || public == Some(o));
+    let listed = origin.is_some_and(|o| allowed.iter().any(|a| a == o) || public == Some(o));
     if let Some(site) = headers.get("sec-fetch-site") {
         let same = matches!(site.to_str(), Ok("same-origin" | "none"));
         if !same && !listed {
@@ -316,9 +323,18 @@ fn origin_of(url: &str) -> &str {
 mod tests {
     #[test]
     fn the_origin_of_a_url_drops_its_path() {
-        assert_eq!(origin_of("https://app.example.com/base/"), "https://app.example.com");
-        assert_eq!(origin_of("https://app.example.com"), "https://app.example.com");
-        assert_eq!(origin_of("http://127.0.0.1:8080/x"), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin_of("https://app.example.com/base/"),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            origin_of("https://app.example.com"),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080/x"),
+            "http://127.0.0.1:8080"
+        );
     }
 
     use super::*;

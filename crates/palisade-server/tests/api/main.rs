@@ -22,6 +22,7 @@ mod pipeline;
 mod registry;
 mod resources;
 mod roles;
+mod sessions;
 mod tenants;
 mod trust;
 mod users;
