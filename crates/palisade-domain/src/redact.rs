@@ -24,7 +24,8 @@
 //!    - `Bearer <token>`, `DPoP <token>`, `Basic <base64>` → the scheme is kept, the credential
 //!      becomes `[REDACTED]`;
 //!    - JWT / JWS / JWE compact serialisations (`eyJ…` base64url segments) → `[REDACTED:jwt]`;
-//!    - Palisade API keys `pal_<env>_<prefix>_<secret>` and webhook secrets `whsec_…` →
+//!    - Palisade API keys `pal_<env>_<prefix>_<secret>`, webhook secrets `whsec_…` and session
+//!      cookie values `pss_…` →
 //!      `[REDACTED:key]`;
 //!    - e-mail addresses → `[REDACTED:email]`;
 //!    - payment card numbers (13–19 digits, optionally grouped by single spaces or hyphens) that pass
@@ -438,7 +439,7 @@ impl Patterns {
                 r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){0,2}",
             )?,
             key: Regex::new(
-                r"pal_[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9][A-Za-z0-9_\-]*|whsec_[A-Za-z0-9+/=_\-]+",
+                r"pal_[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9][A-Za-z0-9_\-]*|whsec_[A-Za-z0-9+/=_\-]+|pss_[A-Za-z0-9_\-]{43}",
             )?,
             email: Regex::new(
                 r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
@@ -544,7 +545,7 @@ impl Patterns {
     }
 
     fn redact_keys(&self, text: &str) -> Option<String> {
-        if !text.contains("pal_") && !text.contains("whsec_") {
+        if !text.contains("pal_") && !text.contains("whsec_") && !text.contains("pss_") {
             return None;
         }
         replace_all(text, &self.key, REDACTED_KEY)

@@ -189,6 +189,8 @@ pub async fn auth_context(
         refresh_hasher: KeyedHasher::new(master.derive("palisade/refresh-token/v1")),
         recovery_hasher: KeyedHasher::new(master.derive("palisade/recovery-code/v1")),
         api_key_hasher: KeyedHasher::new(master.derive("palisade/api-key/v1")),
+        session_hasher: KeyedHasher::new(master.derive("palisade/session-cookie/v1")),
+        csrf_hasher: KeyedHasher::new(master.derive("palisade/csrf-token/v1")),
         totp_key: master.derive("palisade/totp/v1"),
         clock,
     })

@@ -411,6 +411,35 @@ pub struct AuthSettings {
     pub principal_cache_secs: u64,
     /// `[auth.otp]`.
     pub otp: OtpSettings,
+    /// `[auth.sessions]`: browser sessions (cookie + CSRF token), off by default.
+    pub sessions: SessionSettings,
+}
+
+/// `[auth.sessions]`: optional browser sessions (`docs/sessions.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Whether sign-in may set a session cookie on request (`"session": true`); off by default, and
+    /// while off a session cookie is ignored.
+    pub enabled: bool,
+    /// A session unused for this long ends (default 30 minutes).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in, however active (default 12 hours).
+    pub absolute_lifetime_secs: u64,
+    /// Send the cookie `Secure` with the `__Host-` name prefix (default). `false` drops both, for
+    /// development over plain http on a host other than localhost; refused in production.
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            idle_timeout_secs: 1800,
+            absolute_lifetime_secs: 12 * 3600,
+            secure_cookie: true,
+        }
+    }
 }
 
 impl Default for AuthSettings {
@@ -425,6 +454,7 @@ impl Default for AuthSettings {
             cache_verifications: true,
             principal_cache_secs: 30,
             otp: OtpSettings::default(),
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -1194,6 +1224,35 @@ impl Settings {
             )),
         }
         self.judge_sms(&mut v);
+        let sessions = &self.auth.sessions;
+        if sessions.enabled {
+            if !sessions.secure_cookie && prod {
+                v.push(Verdict::error(
+                    "auth.sessions.secure_cookie",
+                    "is false; production sends the session cookie only as `Secure` with the `__Host-` prefix",
+                ));
+            } else if !sessions.secure_cookie {
+                v.push(Verdict::warning(
+                    "auth.sessions.secure_cookie",
+                    "is false: the session cookie goes over plain http without the `__Host-` prefix (development only)",
+                ));
+            }
+            if sessions.idle_timeout_secs == 0
+                || sessions.absolute_lifetime_secs == 0
+                || sessions.idle_timeout_secs > sessions.absolute_lifetime_secs
+            {
+                v.push(Verdict::error(
+                    "auth.sessions.idle_timeout_secs",
+                    "must be above 0 and at most auth.sessions.absolute_lifetime_secs (also above 0)",
+                ));
+            }
+            if sessions.absolute_lifetime_secs > self.auth.refresh_ttl_secs {
+                v.push(Verdict::error(
+                    "auth.sessions.absolute_lifetime_secs",
+                    "must not exceed auth.refresh_ttl_secs (a session is a refresh family)",
+                ));
+            }
+        }
         if self.metrics.allowed_ips.iter().any(|n| n.prefix_len() == 0) {
             v.push(Verdict::warning(
                 "metrics.allowed_ips",

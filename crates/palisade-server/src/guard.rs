@@ -36,7 +36,7 @@ use palisade_domain::{TenantId, UserStatus};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::auth::api_keys;
+use crate::auth::{api_keys, sessions};
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::net;
@@ -106,7 +106,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         ratelimit::decorate(&mut res, rate);
         return res;
     };
-    let authed = match authenticate_full(app, req.headers(), Some(ip)).await {
+    let authed = match authenticate_full(app, req.method(), req.headers(), Some(ip)).await {
         Ok(authed) => authed,
         Err(e) => {
             if !self_check {
@@ -184,9 +184,10 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
 pub async fn admit(
     app: &AppState,
     capability: &Capability,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let authed = authenticate_full(app, headers, None).await?;
+    let authed = authenticate_full(app, method, headers, None).await?;
     let scope = authorize_principal(
         app,
         &authed.principal,
@@ -209,16 +210,19 @@ pub struct Authenticated {
     pub key_quota: Option<palisade_store::KeyRateLimit>,
 }
 
-/// Authenticates a request and resolves its principal.
+/// Authenticates a request and resolves its principal. A principal authenticated by the session
+/// cookie has passed the CSRF defence for `method` too, so no caller can forget it.
 ///
 /// # Errors
-/// 401 for a missing or refused credential, 503 when it cannot be checked, a store error.
+/// 401 for a missing or refused credential, 403 `auth.csrf_failed`, 503 when it cannot be checked, a
+/// store error.
 pub async fn authenticate(
     app: &AppState,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
-    authenticate_full(app, headers, ip)
+    authenticate_full(app, method, headers, ip)
         .await
         .map(|a| a.principal)
 }
@@ -229,6 +233,7 @@ pub async fn authenticate(
 /// As [`authenticate`].
 pub async fn authenticate_full(
     app: &AppState,
+    method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<Authenticated, ApiError> {
@@ -242,6 +247,31 @@ pub async fn authenticate_full(
             });
         }
         return authenticate_api_key(app, headers, ip).await;
+    }
+    // A session cookie counts only when sessions are on and no other credential is presented: a
+    // bearer, DPoP or API-key request ignores the cookie (docs/sessions.md).
+    if sessions::enabled(app)
+        && !crate::authn::presents_credential(headers)
+        && let Some(value) = sessions::presented(app, headers)?
+    {
+        let identity = sessions::authenticate(app, &value).await?;
+        let (principal, home_ips) =
+            resolve_principal(app, identity)
+                .await
+                .map_err(|e| match e {
+                    ApiError::Unauthenticated { .. } => ApiError::Unauthenticated {
+                        code: "auth.invalid_session",
+                        detail: "The session is not valid; sign in again.",
+                        challenge: Challenge::InvalidToken,
+                    },
+                    other => other,
+                })?;
+        sessions::check_csrf(app, &principal, method, headers)?;
+        return Ok(Authenticated {
+            principal,
+            home_ips,
+            key_quota: None,
+        });
     }
     let identity = match app.authenticator().authenticate(headers).await {
         AuthOutcome::Authenticated(id) => id,

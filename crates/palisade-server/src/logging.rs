@@ -114,4 +114,20 @@ mod tests {
         assert!(text.contains("login"));
         assert_eq!(text.lines().count(), 2);
     }
+
+    #[test]
+    fn session_cookies_and_csrf_tokens_never_reach_the_log() {
+        let value = format!("pss_{}", "Zk9_-".repeat(8) + "abc");
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            let line = format!(
+                "{{\"cookie\":\"__Host-palisade_session={value}\",\"set-cookie\":\"palisade_session={value}; HttpOnly\",\"x-csrf-token\":\"tok123\",\"palisade_session\":\"{value}\"}}\nfree text mentioning {value} and cookie={value}\n"
+            );
+            w.write_all(line.as_bytes()).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains(&value), "{text}");
+        assert!(!text.contains("tok123"), "{text}");
+    }
 }

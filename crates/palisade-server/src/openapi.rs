@@ -49,6 +49,15 @@ pub fn document(
         let mut responses = serde_json::Map::new();
         let (status, body) = &doc.success;
         let success = match (body, doc.media_type) {
+            (Some(s), _) if !doc.alternatives.is_empty() => {
+                (s.collect)(&mut components);
+                let mut one_of = vec![schema_ref(&(s.name)())];
+                for alt in &doc.alternatives {
+                    (alt.collect)(&mut components);
+                    one_of.push(schema_ref(&(alt.name)()));
+                }
+                json!({ "description": "Success", "content": { "application/json": { "schema": { "oneOf": one_of } } } })
+            }
             (Some(s), _) => {
                 s.collect(&mut components, &mut built);
                 json!({ "description": "Success", "content": { "application/json": { "schema": schema_ref(&s.name()) } } })
@@ -79,7 +88,7 @@ pub fn document(
                 }
                 operation.insert(
                     "security".into(),
-                    json!([{ "bearer": [] }, { "apiKey": [] }]),
+                    json!([{ "bearer": [] }, { "apiKey": [] }, { "session": [] }]),
                 );
                 responses.insert(
                     "401".into(),
@@ -173,7 +182,11 @@ pub fn document(
             "schemas": schemas,
             "securitySchemes": {
                 "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (ES512)" },
-                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" }
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "session": {
+                    "type": "apiKey", "in": "cookie", "name": "__Host-palisade_session",
+                    "description": "Optional browser session (auth.sessions.enabled; `palisade_session` without the prefix when auth.sessions.secure_cookie = false). Unsafe methods also need the X-CSRF-Token header from GET /v1/auth/csrf; a missing or wrong token is 403 auth.csrf_failed."
+                }
             }
         }
     }))

@@ -104,6 +104,8 @@ pub struct OpDoc {
     pub request: Option<SchemaRef>,
     /// The success status and its body schema (`None`: no body).
     pub success: (u16, Option<SchemaRef>),
+    /// Other bodies the same success status may carry (documented as `oneOf`).
+    pub alternatives: Vec<SchemaRef>,
     /// Non-JSON success media type (e.g. Prometheus text), if any.
     pub media_type: Option<&'static str>,
 }
@@ -117,6 +119,7 @@ pub fn op(id: &'static str, summary: &'static str, tag: &'static str) -> OpDoc {
         tag,
         request: None,
         success: (200, None),
+        alternatives: Vec::new(),
         media_type: None,
     }
 }
@@ -133,6 +136,14 @@ impl OpDoc {
     #[must_use]
     pub fn ok<T: utoipa::ToSchema>(mut self, status: u16) -> Self {
         self.success = (status, Some(schema::<T>()));
+        self
+    }
+
+    /// Another body the success status may carry (e.g. sign-in answers tokens, an MFA step or a
+    /// browser session).
+    #[must_use]
+    pub fn or<T: utoipa::ToSchema>(mut self) -> Self {
+        self.alternatives.push(schema::<T>());
         self
     }
 

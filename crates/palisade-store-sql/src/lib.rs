@@ -55,6 +55,7 @@ mod records;
 mod refresh;
 mod roles;
 mod schema;
+mod sessions;
 mod signing_keys;
 mod sqlite;
 mod tenants;
@@ -138,6 +139,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
         audit: Arc::new(audit::SqlAuditStore::<D>::new(pool.clone())),
         records: Arc::new(records::SqlRecordStore::<D>::new(pool.clone())),
         api_keys: Arc::new(api_keys::SqlApiKeyStore::<D>::new(pool.clone())),
+        sessions: Arc::new(sessions::SqlSessionStore::<D>::new(pool.clone())),
     }
 }
 

@@ -88,6 +88,51 @@ async fn insert_token<D: Exec>(
     }
 }
 
+/// Starts a family for a user of the scope's tenant with its first token, on the given connection
+/// (the caller's transaction). `NotFound` when the user is not in the scope's tenant.
+pub(crate) async fn insert_family<D: Exec>(
+    conn: &mut Conn<D>,
+    scope: &TenantScope,
+    family: &NewRefreshFamily,
+    first: &NewRefreshToken,
+    created_at: i64,
+) -> StoreResult<()> {
+    let tenant_id = tenant_of(scope);
+    let user_id = family.user_id.to_string();
+    // SECURITY: the row comes from the scope's own user, or there is no row.
+    let insert_family = Query::insert()
+        .into_table(RefreshFamilies::Table)
+        .columns([
+            RefreshFamilies::Id,
+            RefreshFamilies::TenantId,
+            RefreshFamilies::UserId,
+            RefreshFamilies::Amr,
+            RefreshFamilies::AuthTime,
+            RefreshFamilies::CreatedAt,
+        ])
+        .select_from(
+            Query::select()
+                .exprs([
+                    Expr::val(family.id.as_str()),
+                    Expr::col(Users::TenantId),
+                    Expr::col(Users::Id),
+                    Expr::val(to_json_list(&family.amr)?),
+                    Expr::val(to_micros(family.auth_time)?),
+                    Expr::val(created_at),
+                ])
+                .from(Users::Table)
+                .and_where(Expr::col(Users::TenantId).eq(tenant_id.as_str()))
+                .and_where(Expr::col(Users::Id).eq(user_id.as_str()))
+                .take(),
+        )
+        .map_err(|e| StoreError::Internal(Box::new(e)))?
+        .take();
+    if D::execute(conn, D::render(&insert_family)).await? == 0 {
+        return Err(StoreError::NotFound);
+    }
+    insert_token::<D>(conn, &family.id, first, created_at).await
+}
+
 /// Revokes a family unless it already is, on the given connection.
 async fn revoke<D: Exec>(conn: &mut Conn<D>, family_id: &str, at: i64) -> StoreResult<u64> {
     // `revoked_at = COALESCE(revoked_at, at)`: the first revocation time is kept, and the row still
@@ -112,42 +157,8 @@ impl<D: Exec> RefreshStore for SqlRefreshStore<D> {
         first: NewRefreshToken,
     ) -> StoreResult<()> {
         let created_at = to_micros(now()?)?;
-        let tenant_id = tenant_of(scope);
-        let user_id = family.user_id.to_string();
-        // SECURITY: the row comes from the scope's own user, or there is no row.
-        let insert_family = Query::insert()
-            .into_table(RefreshFamilies::Table)
-            .columns([
-                RefreshFamilies::Id,
-                RefreshFamilies::TenantId,
-                RefreshFamilies::UserId,
-                RefreshFamilies::Amr,
-                RefreshFamilies::AuthTime,
-                RefreshFamilies::CreatedAt,
-            ])
-            .select_from(
-                Query::select()
-                    .exprs([
-                        Expr::val(family.id.as_str()),
-                        Expr::col(Users::TenantId),
-                        Expr::col(Users::Id),
-                        Expr::val(to_json_list(&family.amr)?),
-                        Expr::val(to_micros(family.auth_time)?),
-                        Expr::val(created_at),
-                    ])
-                    .from(Users::Table)
-                    .and_where(Expr::col(Users::TenantId).eq(tenant_id.as_str()))
-                    .and_where(Expr::col(Users::Id).eq(user_id.as_str()))
-                    .take(),
-            )
-            .map_err(|e| StoreError::Internal(Box::new(e)))?
-            .take();
-
         let mut tx = begin_write::<D>(&self.pool).await?;
-        if D::execute(&mut tx, D::render(&insert_family)).await? == 0 {
-            return Err(StoreError::NotFound);
-        }
-        insert_token::<D>(&mut tx, &family.id, &first, created_at).await?;
+        insert_family::<D>(&mut tx, scope, &family, &first, created_at).await?;
         commit::<D>(tx).await
     }
 

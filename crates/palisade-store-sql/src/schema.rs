@@ -243,3 +243,17 @@ pub(crate) enum ApiKeys {
     RateLimitPerSecond,
     RateLimitBurst,
 }
+
+/// `browser_sessions`: cookie sessions, one per refresh family.
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum BrowserSessions {
+    Table,
+    FamilyId,
+    TenantId,
+    UserId,
+    TokenHash,
+    TokenVersion,
+    CreatedAt,
+    LastSeenAt,
+    ExpiresAt,
+}

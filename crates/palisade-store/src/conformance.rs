@@ -22,7 +22,9 @@
 //!   (`custom_roles.tenant_id_name`), pagination by name, and no delete of a role in use;
 //! - records of declared resources (`conformance/records.rs`): scoping, versions with one winner,
 //!   unique claims per tenant, filters, soft delete and restore, one audit entry per mutation, and
-//!   idempotency reservations with one winner.
+//!   idempotency reservations with one winner;
+//! - browser sessions (`conformance/sessions.rs`): created atomically with their refresh family and
+//!   audit entry, found by cookie hash, touched forward only, ended with the family or the user.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -44,10 +46,12 @@ mod audit;
 mod identity;
 mod records;
 mod roles;
+mod sessions;
 pub use audit::*;
 pub use identity::*;
 pub use records::*;
 pub use roles::*;
+pub use sessions::*;
 
 /// A boxed run of one case, taking the stores by value so a runner can spawn it on a task (and
 /// clean up after a panic).
@@ -118,6 +122,7 @@ pub const CASES: &[Case] = &[
     case!(idempotency_reservations_have_one_winner),
     case!(record_purges_remove_every_trace_and_are_audited),
     case!(api_keys_are_scoped_rotated_and_revoked),
+    case!(browser_sessions_follow_their_family),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -173,6 +178,7 @@ macro_rules! conformance_tests {
             idempotency_reservations_have_one_winner,
             record_purges_remove_every_trace_and_are_audited,
             api_keys_are_scoped_rotated_and_revoked,
+            browser_sessions_follow_their_family,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

@@ -7,7 +7,8 @@
 //!   [`TenantStore::resolve_tenant_by_slug`]), the authentication lookup of the caller's own user, and
 //!   the authentication lookup of a presented API key by its prefix ([`ApiKeyStore::find_api_key_by_prefix`]).
 //!   Sign-in storage ([`identity`]) adds the documented exceptions that run before any principal
-//!   exists: OTP challenges, and refresh-token operations keyed by the presented token.
+//!   exists: OTP challenges, and refresh-token operations keyed by the presented token. Browser
+//!   sessions ([`sessions`]) are looked up by the presented cookie's hash the same way.
 //! - Secrets reach a store only hashed or sealed, and never appear in `Debug` output or errors.
 //! - Unique and foreign-key violations surface as [`StoreError::Conflict`] on every backend.
 //! - No SQL lives here.
@@ -24,6 +25,7 @@ pub mod conformance;
 pub mod identity;
 pub mod records;
 pub mod roles;
+pub mod sessions;
 
 pub use api_keys::{ApiKey, ApiKeyStore, KeyRateLimit, NewApiKey};
 pub use audit::{
@@ -40,6 +42,7 @@ pub use records::{
     RecordQuery, RecordStore, Reservation, StoredResponse,
 };
 pub use roles::{CustomRole, NewRole, ROLE_IN_USE, RolePatch, RoleStore};
+pub use sessions::{BrowserSession, NewBrowserSession, SessionStore};
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +347,8 @@ pub struct Stores {
     pub records: std::sync::Arc<dyn RecordStore>,
     /// API keys.
     pub api_keys: std::sync::Arc<dyn ApiKeyStore>,
+    /// Browser sessions (over refresh families).
+    pub sessions: std::sync::Arc<dyn SessionStore>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -57,6 +57,10 @@ pub struct AuthContext {
     pub recovery_hasher: KeyedHasher,
     /// Hashes API keys (see `auth::api_keys`).
     pub api_key_hasher: KeyedHasher,
+    /// Hashes browser-session cookies (see `auth::sessions`).
+    pub session_hasher: KeyedHasher,
+    /// Derives CSRF tokens from session ids (see `auth::sessions`).
+    pub csrf_hasher: KeyedHasher,
     /// Seals TOTP secrets.
     pub totp_key: palisade_crypto::DerivedKey,
     /// "Now" for authentication-time decisions (shared with the token service).
@@ -123,6 +127,29 @@ pub struct OtpVerifyRequest {
     pub challenge_id: String,
     /// The 6-digit code.
     pub code: String,
+    /// Ask for a browser session instead of tokens (needs `auth.sessions.enabled`): the answer sets
+    /// the session cookie and carries a CSRF token, and no token (docs/sessions.md).
+    #[serde(default)]
+    pub session: bool,
+}
+
+/// `200` of a sign-in that asked for a browser session: the cookie is in `Set-Cookie`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Always true.
+    pub session: bool,
+    /// Send it as `X-CSRF-Token` on every unsafe request made with the cookie.
+    pub csrf_token: String,
+    /// The absolute end of the session (RFC 3339); it ends earlier when idle for
+    /// `auth.sessions.idle_timeout_secs`.
+    pub expires_at: String,
+}
+
+/// `GET /v1/auth/csrf`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CsrfView {
+    /// The session's CSRF token, for the `X-CSRF-Token` header.
+    pub csrf_token: String,
 }
 
 /// Tokens.
@@ -182,7 +209,7 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
     .post(
         "/v1/auth/otp/verify",
         Access::Public { reason: "completes sign-in with the one-time code" },
-        op("verifyOtp", "Exchange a one-time code for tokens", "authentication").body::<OtpVerifyRequest>().ok::<TokenView>(200),
+        op("verifyOtp", "Exchange a one-time code for tokens, the MFA step, or a browser session (`\"session\": true`: Set-Cookie, no tokens)", "authentication").body::<OtpVerifyRequest>().ok::<TokenView>(200).or::<crate::routes::mfa::MfaRequiredView>().or::<SessionView>(),
         verify_otp,
     )
     .post(
@@ -202,6 +229,12 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
         Access::cap(platform::SELF_SESSION_REVOKE),
         op("logoutAll", "Revoke every token of the user", "authentication").empty(204),
         logout_all,
+    )
+    .get(
+        "/v1/auth/csrf",
+        Access::cap(platform::SELF_PROFILE_READ),
+        op("getCsrfToken", "The CSRF token of the caller's browser session", "authentication").ok::<CsrfView>(200),
+        get_csrf,
     )
     .get(
         "/.well-known/jwks.json",
@@ -496,13 +529,95 @@ pub(crate) async fn issue_tokens(
     })
 }
 
+/// Refuses `"session": true` while sessions are off, before anything is spent.
+pub(crate) fn check_session_request(app: &AppState, session: bool) -> ApiResult<()> {
+    if session && !crate::auth::sessions::enabled(app) {
+        return Err(ApiError::field(
+            "session",
+            "sessions_disabled",
+            "browser sessions are not enabled on this server",
+        ));
+    }
+    Ok(())
+}
+
+/// Starts a browser session for a user who just signed in: a refresh family whose token is never
+/// handed out, the session row and its audit entry (one transaction), then the cookie.
+///
+/// # Errors
+/// Store failures.
+pub(crate) async fn start_session(
+    app: &AppState,
+    scope: &palisade_authz::TenantScope,
+    user: &User,
+    amr: Vec<String>,
+    auth_time: OffsetDateTime,
+    mut audit: palisade_store::AuditMeta,
+) -> ApiResult<Response> {
+    use crate::auth::sessions;
+    let auth = app.auth();
+    let settings = &app.settings().auth;
+    let now = OffsetDateTime::now_utc();
+    let family_id = uuid::Uuid::new_v4().to_string();
+    let cookie = palisade_crypto::otp::opaque_token(sessions::COOKIE_VALUE_PREFIX);
+    // The family's refresh token exists only so the family has the usual shape; nobody receives it.
+    let unused_refresh = palisade_crypto::otp::opaque_token("prt_");
+    let expires_at = now
+        + time::Duration::seconds(
+            i64::try_from(settings.sessions.absolute_lifetime_secs).unwrap_or(0),
+        );
+    audit.actor = format!("user:{}", user.id);
+    let session = app
+        .stores()
+        .sessions
+        .create_session(
+            scope,
+            NewRefreshFamily {
+                id: family_id,
+                user_id: user.id,
+                amr,
+                auth_time,
+            },
+            NewRefreshToken {
+                token_hash: hex(&auth
+                    .refresh_hasher
+                    .hash(unused_refresh.expose_secret().as_bytes())),
+                expires_at,
+            },
+            palisade_store::NewBrowserSession {
+                token_hash: sessions::hash_cookie(app, cookie.expose_secret()),
+                token_version: user.token_version,
+                expires_at,
+            },
+            &audit,
+        )
+        .await?;
+    let view = SessionView {
+        session: true,
+        csrf_token: sessions::csrf_token(app, &session.family_id),
+        expires_at: session
+            .expires_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(ApiError::internal)?,
+    };
+    let mut res = AxumJson(view).into_response();
+    res.headers_mut().insert(
+        axum::http::header::SET_COOKIE,
+        sessions::set_cookie(app, cookie.expose_secret())?,
+    );
+    tracing::info!(target: "security", event = "session.started", user = %user.id, "browser session started");
+    Ok(res)
+}
+
 async fn verify_otp(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Json(body): Json<OtpVerifyRequest>,
-) -> ApiResult<AxumJson<serde_json::Value>> {
+) -> ApiResult<Response> {
     let auth = app.auth();
     let settings = &app.settings().auth.otp;
     let stores = app.stores();
+    check_session_request(&app, body.session)?;
     if body.challenge_id.len() > 64 || body.code.len() > 16 {
         return Err(invalid_code());
     }
@@ -579,9 +694,11 @@ async fn verify_otp(
     if mfa.is_some_and(|m| m.totp_enabled) {
         // The second factor is still owed: hand out a short-lived, single-use MFA token instead.
         let view = crate::routes::mfa::mint_mfa_token(&app, user.id, tenant.id)?;
-        return Ok(AxumJson(
-            serde_json::to_value(view).map_err(ApiError::internal)?,
-        ));
+        return Ok(AxumJson(view).into_response());
+    }
+    if body.session {
+        tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, tenant = %tenant.id, "signed in");
+        return start_session(&app, &scope, &user, vec!["otp".to_owned()], now, audit).await;
     }
     let tokens = issue_tokens(
         &app,
@@ -593,9 +710,7 @@ async fn verify_otp(
     )
     .await?;
     tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, tenant = %tenant.id, "signed in");
-    Ok(AxumJson(
-        serde_json::to_value(tokens).map_err(ApiError::internal)?,
-    ))
+    Ok(AxumJson(tokens).into_response())
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -708,7 +823,19 @@ async fn refresh_token(
     Ok(AxumJson(view))
 }
 
-async fn logout(State(app): State<AppState>, Caller(caller): Caller) -> ApiResult<StatusCode> {
+/// `204`, with the session cookie cleared when the caller used it.
+fn no_content_for(app: &AppState, caller: &Principal) -> ApiResult<Response> {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    if caller.method == palisade_authz::AuthMethod::Session {
+        res.headers_mut().insert(
+            axum::http::header::SET_COOKIE,
+            crate::auth::sessions::clear_cookie(app)?,
+        );
+    }
+    Ok(res)
+}
+
+async fn logout(State(app): State<AppState>, Caller(caller): Caller) -> ApiResult<Response> {
     let auth = app.auth();
     let now = OffsetDateTime::now_utc();
     if let Some(jti) = &caller.token_id {
@@ -728,14 +855,14 @@ async fn logout(State(app): State<AppState>, Caller(caller): Caller) -> ApiResul
         }
     }
     tracing::info!(target: "security", event = "logout", user = %caller.subject, "logged out");
-    Ok(StatusCode::NO_CONTENT)
+    no_content_for(&app, &caller)
 }
 
 async fn logout_all(
     State(app): State<AppState>,
     Audited(audit): Audited,
     Caller(caller): Caller,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     let scope = SystemScope::internal(InternalRole::SignIn).tenant_scope(caller.home.clone());
     principal_cache::invalidate(&app, caller.home.id, async {
         app.stores()
@@ -750,7 +877,25 @@ async fn logout_all(
     })
     .await?;
     tracing::info!(target: "security", event = "logout_all", user = %caller.subject, "every token of the user revoked");
-    Ok(StatusCode::NO_CONTENT)
+    no_content_for(&app, &caller)
+}
+
+async fn get_csrf(
+    State(app): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<AxumJson<CsrfView>> {
+    let session_id = caller
+        .session_id
+        .as_deref()
+        .filter(|_| caller.method == palisade_authz::AuthMethod::Session)
+        .ok_or_else(|| ApiError::Forbidden {
+            code: "auth.session_required",
+            detail: "Only a browser session has a CSRF token; tokens and API keys need none."
+                .to_owned(),
+        })?;
+    Ok(AxumJson(CsrfView {
+        csrf_token: crate::auth::sessions::csrf_token(&app, session_id),
+    }))
 }
 
 async fn get_jwks(State(app): State<AppState>) -> Response {

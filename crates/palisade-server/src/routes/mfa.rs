@@ -61,6 +61,9 @@ pub struct MfaVerifyRequest {
     pub mfa_token: String,
     /// TOTP or recovery code.
     pub code: String,
+    /// Ask for a browser session instead of tokens (see `otp/verify`).
+    #[serde(default)]
+    pub session: bool,
 }
 
 /// `200` of `otp/verify` when TOTP is enrolled.
@@ -125,7 +128,8 @@ pub(crate) fn register(r: SecureRouter) -> SecureRouter {
             "authentication",
         )
         .body::<MfaVerifyRequest>()
-        .ok::<TokenView>(200),
+        .ok::<TokenView>(200)
+        .or::<crate::routes::auth::SessionView>(),
         verify_mfa,
     )
 }
@@ -388,8 +392,11 @@ pub fn mint_mfa_token(
 
 async fn verify_mfa(
     State(app): State<AppState>,
+    Audited(audit): Audited,
     Json(body): Json<MfaVerifyRequest>,
-) -> ApiResult<AxumJson<TokenView>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    crate::routes::auth::check_session_request(&app, body.session)?;
     let refused = || ApiError::Unauthenticated {
         code: "auth.invalid_mfa_token",
         detail: "The MFA token is not valid.",
@@ -445,15 +452,28 @@ async fn verify_mfa(
         .filter(|u| u.status == UserStatus::Active)
         .ok_or_else(refused)?;
     tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, amr = "otp+totp", "signed in with a second factor");
+    let amr = vec!["otp".to_owned(), "totp".to_owned()];
+    if body.session {
+        return crate::routes::auth::start_session(
+            &app,
+            &scope,
+            &user,
+            amr,
+            OffsetDateTime::now_utc(),
+            audit,
+        )
+        .await;
+    }
     Ok(AxumJson(
         issue_tokens(
             &app,
             &scope,
             &user,
             Session::New,
-            vec!["otp".to_owned(), "totp".to_owned()],
+            amr,
             app.now(),
         )
         .await?,
-    ))
+    )
+    .into_response())
 }

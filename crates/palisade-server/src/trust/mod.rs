@@ -178,6 +178,9 @@ pub fn report(app: &AppState) -> TrustReport {
         auth_methods.push("email_otp");
     }
     auth_methods.push("totp");
+    if s.auth.sessions.enabled {
+        auth_methods.push("browser_session");
+    }
     let metrics = Metrics {
         registry: checks::route_counts(app),
         resources: s.resources.len(),

@@ -49,6 +49,7 @@ mod resources;
 mod retention;
 mod roles;
 mod sms;
+mod sessions;
 mod tenants;
 mod trust;
 mod users;
