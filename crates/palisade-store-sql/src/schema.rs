@@ -239,3 +239,15 @@ pub(crate) enum ApiKeys {
     RotatedFrom,
     GraceUntil,
 }
+
+/// `tenant_policies` (one Cedar policy document per tenant).
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum TenantPolicies {
+    Table,
+    TenantId,
+    Policies,
+    Version,
+    Etag,
+    UpdatedAt,
+    UpdatedBy,
+}

@@ -22,7 +22,9 @@
 //!   (`custom_roles.tenant_id_name`), pagination by name, and no delete of a role in use;
 //! - records of declared resources (`conformance/records.rs`): scoping, versions with one winner,
 //!   unique claims per tenant, filters, soft delete and restore, one audit entry per mutation, and
-//!   idempotency reservations with one winner.
+//!   idempotency reservations with one winner;
+//! - tenant policy documents (`conformance/policies.rs`): scoping, fresh etags and versions, `If-Match`
+//!   preconditions, and one audit entry with the old and new text per change.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -42,10 +44,12 @@ use crate::{
 
 mod audit;
 mod identity;
+mod policies;
 mod records;
 mod roles;
 pub use audit::*;
 pub use identity::*;
+pub use policies::*;
 pub use records::*;
 pub use roles::*;
 
@@ -116,6 +120,7 @@ pub const CASES: &[Case] = &[
     case!(records_are_scoped_versioned_and_audited),
     case!(idempotency_reservations_have_one_winner),
     case!(api_keys_are_scoped_rotated_and_revoked),
+    case!(tenant_policies_are_scoped_versioned_and_audited),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -169,6 +174,7 @@ macro_rules! conformance_tests {
             records_are_scoped_versioned_and_audited,
             idempotency_reservations_have_one_winner,
             api_keys_are_scoped_rotated_and_revoked,
+            tenant_policies_are_scoped_versioned_and_audited,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

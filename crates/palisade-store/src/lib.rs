@@ -22,6 +22,7 @@ pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
+pub mod policies;
 pub mod records;
 pub mod roles;
 
@@ -34,6 +35,7 @@ pub use identity::{
     OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
     SigningKeyStatus, SigningKeyStore,
 };
+pub use policies::{POLICY_ETAG_MISMATCH, PolicyStore, TenantPolicy};
 pub use records::{
     FilterOp, IndexedValue, NewRecord, RECORD_VERSION, Record, RecordFilter, RecordKeys,
     RecordQuery, RecordStore, Reservation, StoredResponse,
@@ -309,6 +311,8 @@ pub struct Stores {
     pub records: std::sync::Arc<dyn RecordStore>,
     /// API keys.
     pub api_keys: std::sync::Arc<dyn ApiKeyStore>,
+    /// Tenant Cedar policy documents.
+    pub policies: std::sync::Arc<dyn PolicyStore>,
 }
 
 impl std::fmt::Debug for Stores {
