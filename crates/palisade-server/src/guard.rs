@@ -3,7 +3,8 @@
 //! For a protected route it (1) authenticates the request, (2) loads the caller's home tenant and user
 //! and resolves their capabilities from their roles (built-in, and the home tenant's custom roles with
 //! inheritance), (3) picks the target tenant (home, or
-//! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], and on Allow inserts the
+//! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], (5) on Allow applies the target
+//! tenant's Cedar conditions ([`crate::policies`], which can only narrow), and then inserts the
 //! [`palisade_authz::Principal`] and [`palisade_authz::TenantScope`] for the handler.
 //!
 //! Around that, on every route but `/health`, `/ready` and `/metrics` (public routes included): a
@@ -14,7 +15,8 @@
 //!
 //! SECURITY: every failure on the way denies. No credential → 401; a refused credential → 401 with
 //! `error="invalid_token"`; a disabled user, vanished tenant or stale token version → 401; a tenant
-//! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a store error → 503.
+//! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a tenant policy's
+//! `forbid` or a policy evaluation error → 403; a store error → 503.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -34,6 +36,7 @@ use crate::auth::api_keys;
 use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::pipeline::ClientIp;
+pub use crate::policies::RequestFacts;
 use crate::state::AppState;
 use crate::{ratelimit, waf};
 
@@ -130,7 +133,13 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         Ok(rate) => rate,
         Err(res) => return res,
     };
-    let scope = match authorize_principal(app, &principal, capability, req.headers()).await {
+    let facts = RequestFacts {
+        ip,
+        http_method: req.method().as_str(),
+        path: &path,
+    };
+    let scope = match authorize_principal(app, &principal, capability, req.headers(), &facts).await
+    {
         Ok(scope) => scope,
         Err(e) => {
             app.metrics().record_denial();
@@ -163,9 +172,10 @@ pub async fn admit(
     app: &AppState,
     capability: &Capability,
     headers: &axum::http::HeaderMap,
+    facts: &RequestFacts<'_>,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let principal = authenticate(app, headers, None).await?;
-    let scope = authorize_principal(app, &principal, capability, headers).await?;
+    let principal = authenticate(app, headers, Some(facts.ip)).await?;
+    let scope = authorize_principal(app, &principal, capability, headers, facts).await?;
     Ok((principal, scope))
 }
 
@@ -216,18 +226,21 @@ pub async fn authenticate(
     resolve_principal(app, identity).await
 }
 
-/// Picks the target tenant and decides `capability` for an authenticated principal.
+/// Picks the target tenant and decides `capability` for an authenticated principal, then applies the
+/// target tenant's Cedar conditions to a grant ([`crate::policies::enforce`]: they can only narrow it).
 ///
 /// # Errors
-/// 404 for a tenant out of reach, 403 for a missing capability or step-up, a store error.
+/// 404 for a tenant out of reach, 403 for a missing capability, step-up or a tenant policy's veto, a
+/// store error.
 pub async fn authorize_principal(
     app: &AppState,
     principal: &Principal,
     capability: &Capability,
     headers: &axum::http::HeaderMap,
+    facts: &RequestFacts<'_>,
 ) -> Result<palisade_authz::TenantScope, ApiError> {
     let target = select_tenant(app, principal, headers).await?;
-    match decide(
+    let scope = match decide(
         principal,
         &target,
         capability,
@@ -235,21 +248,30 @@ pub async fn authorize_principal(
         OffsetDateTime::now_utc(),
         app.step_up_max_age(),
     ) {
-        Decision::Allow(scope) => Ok(scope),
-        Decision::Deny(DenyReason::NotInReach) => Err(ApiError::NotFound {
-            code: "tenant.not_found",
-        }),
-        Decision::Deny(DenyReason::StepUpRequired) => Err(ApiError::Forbidden {
-            code: "auth.step_up_required",
-            detail: format!(
-                "`{capability}` needs a second factor proved within the step-up window."
-            ),
-        }),
-        Decision::Deny(_) => Err(ApiError::Forbidden {
-            code: "authz.forbidden",
-            detail: format!("This route needs the capability `{capability}`."),
-        }),
-    }
+        Decision::Allow(scope) => scope,
+        Decision::Deny(DenyReason::NotInReach) => {
+            return Err(ApiError::NotFound {
+                code: "tenant.not_found",
+            });
+        }
+        Decision::Deny(DenyReason::StepUpRequired) => {
+            return Err(ApiError::Forbidden {
+                code: "auth.step_up_required",
+                detail: format!(
+                    "`{capability}` needs a second factor proved within the step-up window."
+                ),
+            });
+        }
+        Decision::Deny(_) => {
+            return Err(ApiError::Forbidden {
+                code: "authz.forbidden",
+                detail: format!("This route needs the capability `{capability}`."),
+            });
+        }
+    };
+    // SECURITY: only after the grant, and only narrowing it; any failure denies.
+    crate::policies::enforce(app, principal, &scope, capability, facts).await?;
+    Ok(scope)
 }
 
 /// An API-key caller: the key's creator, resolved as of now (disabled, deleted or moved → refused),

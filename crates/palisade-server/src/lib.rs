@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod policies;
 pub mod ratelimit;
 pub mod resources;
 pub mod router;

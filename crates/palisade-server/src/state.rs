@@ -30,6 +30,7 @@ struct Inner {
     routes: OnceLock<RouteRegistry>,
     openapi: OnceLock<serde_json::Value>,
     trust: crate::trust::Evidence,
+    policies: crate::policies::PolicyCache,
 }
 
 impl AppState {
@@ -55,6 +56,7 @@ impl AppState {
                 routes: OnceLock::new(),
                 openapi: OnceLock::new(),
                 trust: crate::trust::Evidence::default(),
+                policies: crate::policies::PolicyCache::default(),
             }),
         }
     }
@@ -125,6 +127,12 @@ impl AppState {
     #[must_use]
     pub fn trust(&self) -> &crate::trust::Evidence {
         &self.inner.trust
+    }
+
+    /// The Cedar schema and the tenants' compiled policies (see [`crate::policies`]).
+    #[must_use]
+    pub fn policies(&self) -> &crate::policies::PolicyCache {
+        &self.inner.policies
     }
 
     pub(crate) fn set_routes(&self, routes: RouteRegistry, openapi: serde_json::Value) {

@@ -19,6 +19,7 @@ mod isolation;
 mod limits;
 mod mfa;
 mod pipeline;
+mod policies;
 mod registry;
 mod resources;
 mod roles;
