@@ -555,7 +555,6 @@ pub fn tenant_uid(id: TenantId) -> String {
 }
 
 #[cfg(test)]
-#[expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
     use super::*;
     use crate::capability::CapabilityDef;
