@@ -196,6 +196,11 @@ pub mod platform {
     pub const ROLE_UPDATE: Capability = Capability::from_static("platform.role.update");
     /// Delete custom roles that nothing uses.
     pub const ROLE_DELETE: Capability = Capability::from_static("platform.role.delete");
+    /// Read the selected tenant's Cedar policies and the schema, and dry-run a policy text.
+    pub const POLICY_READ: Capability = Capability::from_static("platform.policy.read");
+    /// Replace or delete the selected tenant's Cedar policies. Requires a recent step-up: removing a
+    /// policy can undo a restriction, so it takes the same proof as the strongest one it could lift.
+    pub const POLICY_WRITE: Capability = Capability::from_static("platform.policy.write");
     /// Read the capability registry.
     pub const CAPABILITY_READ: Capability = Capability::from_static("platform.capability.read");
     /// Read the route registry (method, path, capability).
@@ -299,6 +304,19 @@ pub mod platform {
                 "Delete custom roles that no user holds and no role inherits.",
                 false,
             ),
+            def(
+                POLICY_READ,
+                "Read the selected tenant's Cedar policies and the Cedar schema, and dry-run a policy text.",
+                false,
+            ),
+            CapabilityDef {
+                name: POLICY_WRITE,
+                description: Cow::Borrowed(
+                    "Replace or delete the selected tenant's Cedar policies, which narrow every grant (needs a step-up within the window).",
+                ),
+                requires_mfa: true,
+                system_only: false,
+            },
             def(
                 CAPABILITY_READ,
                 "Read the registry of capabilities with their descriptions.",

@@ -9,9 +9,13 @@
 //!   handler cannot query tenant data without having passed authorization.
 //! - Custom roles resolve through [`RoleGraph`], which fails closed: a role that is unknown, cyclic or
 //!   too deep grants nothing.
+//! - Cedar [`conditions`] run only after [`decide`] allowed, and can only narrow: a tenant's policies
+//!   are evaluated with an implicit permit, so only a `forbid` changes the outcome, and any evaluation
+//!   error denies.
 //! - No I/O: callers load tenants and roles and pass them in.
 
 pub mod capability;
+pub mod conditions;
 pub mod decide;
 pub mod inherit;
 pub mod principal;
@@ -19,6 +23,9 @@ pub mod role;
 pub mod scope;
 
 pub use capability::{Access, Capability, CapabilityDef, CapabilityRegistry, RegistryError};
+pub use conditions::{
+    ConditionDecision, ConditionRequest, ConditionSchema, PolicyProblem, TenantPolicies,
+};
 pub use decide::{Decision, DenyReason, decide};
 pub use inherit::{
     MAX_INHERIT_DEPTH, RoleDef, RoleError, RoleGraph, first_excess, is_valid_role_name,

@@ -36,6 +36,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "webhooks",
     "files",
     "capabilities",
+    "policies",
     "routes",
     "health",
     "ready",

@@ -3,7 +3,8 @@
 //! For a protected route it (1) authenticates the request, (2) loads the caller's home tenant and user
 //! and resolves their capabilities from their roles (built-in, and the home tenant's custom roles with
 //! inheritance), (3) picks the target tenant (home, or
-//! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], and on Allow inserts the
+//! `X-Tenant-Id` within reach), (4) calls [`palisade_authz::decide`], (5) on Allow applies the target
+//! tenant's Cedar conditions ([`crate::policies`], which can only narrow), and then inserts the
 //! [`palisade_authz::Principal`] and [`palisade_authz::TenantScope`] for the handler.
 //!
 //! Around that, on every route but `/health`, `/ready` and `/metrics` (public routes included): a
@@ -20,7 +21,8 @@
 //!
 //! SECURITY: every failure on the way denies. No credential → 401; a refused credential → 401 with
 //! `error="invalid_token"`; a disabled user, vanished tenant or stale token version → 401; a tenant
-//! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a store error → 503.
+//! outside the reach (or malformed, or unknown) → 404; a missing capability → 403; a tenant policy's
+//! `forbid` or a policy evaluation error → 403; a store error → 503.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -42,6 +44,7 @@ use crate::error::{ApiError, Challenge};
 use crate::net;
 use crate::pipeline::ClientIp;
 use crate::principal_cache::{self, Resolved};
+pub use crate::policies::RequestFacts;
 use crate::state::AppState;
 use crate::{ratelimit, waf};
 
@@ -143,13 +146,18 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         Ok(rate) => rate,
         Err(res) => return res,
     };
+    let facts = RequestFacts {
+        ip,
+        http_method: req.method().as_str(),
+        path: &path,
+    };
     let scope = match authorize_principal(
         app,
         &principal,
         &home_ips,
         capability,
         req.headers(),
-        Some(ip),
+        &facts,
     )
     .await
     {
@@ -186,15 +194,16 @@ pub async fn admit(
     capability: &Capability,
     method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
+    facts: &RequestFacts<'_>,
 ) -> Result<(Principal, palisade_authz::TenantScope), ApiError> {
-    let authed = authenticate_full(app, method, headers, None).await?;
+    let authed = authenticate_full(app, method, headers, Some(facts.ip)).await?;
     let scope = authorize_principal(
         app,
         &authed.principal,
         &authed.home_ips,
         capability,
         headers,
-        None,
+        facts,
     )
     .await?;
     Ok((authed.principal, scope))
@@ -305,14 +314,16 @@ pub async fn authenticate_full(
     })
 }
 
-/// Picks the target tenant and decides `capability` for an authenticated principal.
+/// Picks the target tenant and decides `capability` for an authenticated principal, then applies the
+/// target tenant's Cedar conditions to a grant ([`crate::policies::enforce`]: they can only narrow it).
 ///
 /// On Allow, the network controls run (see the module header): the client IP `ip` (`None`: unknown,
 /// which no non-empty list admits) against the target's and the home tenant's allowlists, and
 /// against `[server] admin_allowed_ips` on platform administration routes.
 ///
 /// # Errors
-/// 404 for a tenant out of reach, 403 for a missing capability, step-up or a refused network, a
+/// 404 for a tenant out of reach, 403 for a missing capability, step-up, a refused network or a
+/// tenant policy's veto, a
 /// store error.
 pub async fn authorize_principal(
     app: &AppState,
@@ -320,7 +331,7 @@ pub async fn authorize_principal(
     home_ips: &[String],
     capability: &Capability,
     headers: &axum::http::HeaderMap,
-    ip: Option<IpAddr>,
+    facts: &RequestFacts<'_>,
 ) -> Result<palisade_authz::TenantScope, ApiError> {
     let (target, target_ips) = select_tenant(app, principal, headers).await?;
     let scope = match decide(
@@ -358,8 +369,10 @@ pub async fn authorize_principal(
         capability,
         home_ips,
         target_ips.as_deref(),
-        ip,
+        Some(facts.ip),
     )?;
+    // SECURITY: only after the grant, and only narrowing it; any failure denies.
+    crate::policies::enforce(app, principal, &scope, capability, facts).await?;
     Ok(scope)
 }
 

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod principal_cache;
+pub mod policies;
 pub mod ratelimit;
 pub mod record_jobs;
 pub mod resources;

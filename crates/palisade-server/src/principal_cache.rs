@@ -95,6 +95,12 @@ impl PrincipalCache {
         }
     }
 
+    /// How long an entry may be used.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Whether the cache is on.
     #[must_use]
     pub fn enabled(&self) -> bool {

@@ -32,6 +32,7 @@ struct Inner {
     trust: crate::trust::Evidence,
     principals: crate::principal_cache::PrincipalCache,
     key_usage: crate::auth::key_usage::KeyUsage,
+    policies: crate::policies::PolicyCache,
 }
 
 impl AppState {
@@ -62,6 +63,7 @@ impl AppState {
                 openapi: OnceLock::new(),
                 trust: crate::trust::Evidence::default(),
                 key_usage: crate::auth::key_usage::KeyUsage::default(),
+                policies: crate::policies::PolicyCache::default(),
             }),
         }
     }
@@ -166,6 +168,12 @@ impl AppState {
     /// The store's error; the uses are kept for the next flush.
     pub async fn flush_key_usage(&self) -> palisade_store::StoreResult<u64> {
         self.inner.key_usage.flush(&self.inner.stores).await
+    }
+
+    /// The Cedar schema and the tenants' compiled policies (see [`crate::policies`]).
+    #[must_use]
+    pub fn policies(&self) -> &crate::policies::PolicyCache {
+        &self.inner.policies
     }
 
     pub(crate) fn set_routes(&self, routes: RouteRegistry, openapi: serde_json::Value) {

@@ -17,7 +17,7 @@
 //!   backend-specific: connection setup, pragmas, migrations, error translation.
 //! - `schema` names tables and columns; `codec` fixes the storage representation (ids as canonical UUID
 //!   text, timestamps as integer microseconds; see that module for why) and pagination.
-//! - `tenants`, `users`, `roles` (custom roles), `records` (declared resources), `health`, and the sign-in stores `signing_keys`,
+//! - `tenants`, `users`, `roles` (custom roles), `records` (declared resources), `policies` (tenant Cedar documents), `health`, and the sign-in stores `signing_keys`,
 //!   `otp`, `refresh`, `mfa`: the stores, each written once, generic over the dialect.
 //!
 //! Invariants:
@@ -50,6 +50,7 @@ mod dialect;
 mod health;
 mod mfa;
 mod otp;
+mod policies;
 mod postgres;
 mod records;
 mod refresh;
@@ -140,6 +141,7 @@ fn stores_for<D: Exec>(pool: &sqlx::Pool<D::DB>) -> Stores {
         records: Arc::new(records::SqlRecordStore::<D>::new(pool.clone())),
         api_keys: Arc::new(api_keys::SqlApiKeyStore::<D>::new(pool.clone())),
         sessions: Arc::new(sessions::SqlSessionStore::<D>::new(pool.clone())),
+        policies: Arc::new(policies::SqlPolicyStore::<D>::new(pool.clone())),
     }
 }
 

@@ -257,3 +257,15 @@ pub(crate) enum BrowserSessions {
     LastSeenAt,
     ExpiresAt,
 }
+
+/// `tenant_policies` (one Cedar policy document per tenant).
+#[derive(IdenStatic, Clone, Copy)]
+pub(crate) enum TenantPolicies {
+    Table,
+    TenantId,
+    Policies,
+    Version,
+    Etag,
+    UpdatedAt,
+    UpdatedBy,
+}

@@ -25,6 +25,8 @@
 //!   idempotency reservations with one winner;
 //! - browser sessions (`conformance/sessions.rs`): created atomically with their refresh family and
 //!   audit entry, found by cookie hash, touched forward only, ended with the family or the user.
+//! - tenant policy documents (`conformance/policies.rs`): scoping, fresh etags and versions, `If-Match`
+//!   preconditions, and one audit entry with the old and new text per change.
 #![expect(
     clippy::expect_used,
     clippy::panic,
@@ -44,11 +46,13 @@ use crate::{
 
 mod audit;
 mod identity;
+mod policies;
 mod records;
 mod roles;
 mod sessions;
 pub use audit::*;
 pub use identity::*;
+pub use policies::*;
 pub use records::*;
 pub use roles::*;
 pub use sessions::*;
@@ -123,6 +127,7 @@ pub const CASES: &[Case] = &[
     case!(record_purges_remove_every_trace_and_are_audited),
     case!(api_keys_are_scoped_rotated_and_revoked),
     case!(browser_sessions_follow_their_family),
+    case!(tenant_policies_are_scoped_versioned_and_audited),
 ];
 
 /// Generates one `#[tokio::test]` per conformance case in the calling module.
@@ -179,6 +184,7 @@ macro_rules! conformance_tests {
             record_purges_remove_every_trace_and_are_audited,
             api_keys_are_scoped_rotated_and_revoked,
             browser_sessions_follow_their_family,
+            tenant_policies_are_scoped_versioned_and_audited,
         );
     };
     (@cases $runner:path; $($case:ident),* $(,)?) => {

@@ -23,6 +23,7 @@ pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod identity;
+pub mod policies;
 pub mod records;
 pub mod roles;
 pub mod sessions;
@@ -37,6 +38,7 @@ pub use identity::{
     OtpChallenge, OtpChannel, OtpStore, RefreshSession, RefreshStore, RotateOutcome, SigningKey,
     SigningKeyStatus, SigningKeyStore,
 };
+pub use policies::{POLICY_ETAG_MISMATCH, PolicyStore, TenantPolicy};
 pub use records::{
     FilterOp, IndexedValue, NewRecord, RECORD_VERSION, Record, RecordFilter, RecordKeys,
     RecordQuery, RecordStore, Reservation, StoredResponse,
@@ -349,6 +351,8 @@ pub struct Stores {
     pub api_keys: std::sync::Arc<dyn ApiKeyStore>,
     /// Browser sessions (over refresh families).
     pub sessions: std::sync::Arc<dyn SessionStore>,
+    /// Tenant Cedar policy documents.
+    pub policies: std::sync::Arc<dyn PolicyStore>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod meta;
 pub mod mfa;
 pub mod ops;
+pub mod policies;
 pub mod roles;
 pub mod security;
 pub mod tenants;
@@ -31,6 +32,7 @@ pub fn register(router: SecureRouter) -> SecureRouter {
     let router = tenants::register(router);
     let router = roles::register(router);
     let router = api_keys::register(router);
+    let router = policies::register(router);
     let router = audit::register(router);
     let router = trust::register(router);
     let router = security::register(router);

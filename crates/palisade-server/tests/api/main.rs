@@ -44,6 +44,7 @@ mod mfa;
 mod network;
 mod pipeline;
 mod principal_cache;
+mod policies;
 mod registry;
 mod resources;
 mod retention;

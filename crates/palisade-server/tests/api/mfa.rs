@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::expect_problem;
 
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
     for c in s.trim_end_matches('=').bytes() {
@@ -25,7 +25,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn code_at(secret: &TotpSecret, offset_steps: i64) -> String {
+pub(crate) fn code_at(secret: &TotpSecret, offset_steps: i64) -> String {
     let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset_steps * 30;
     secrecy::ExposeSecret::expose_secret(&secret.code_at(now as u64)).to_owned()
 }
