@@ -560,8 +560,10 @@ async fn an_insecure_development_cookie_has_no_prefix() {
 
 #[test]
 fn config_check_refuses_insecure_cookies_in_production() {
-    let mut s = palisade_server::config::Settings::default();
-    s.mode = palisade_server::config::Mode::Production;
+    let mut s = palisade_server::config::Settings {
+        mode: palisade_server::config::Mode::Production,
+        ..Default::default()
+    };
     s.auth.sessions.enabled = true;
     s.auth.sessions.secure_cookie = false;
     assert!(
