@@ -457,7 +457,7 @@ async fn authenticate_api_key(
         .collect();
     principal.capabilities.retain(|c| granted.contains(c));
     // Batched: written to `last_used_at` by the periodic flush, never on the request path.
-    app.key_usage().record(&key.id, OffsetDateTime::now_utc());
+    app.key_usage().record(&key.id, app.now());
     Ok(Authenticated {
         principal,
         home_ips,

@@ -50,11 +50,11 @@ pub fn document(
         let (status, body) = &doc.success;
         let success = match (body, doc.media_type) {
             (Some(s), _) if !doc.alternatives.is_empty() => {
-                (s.collect)(&mut components);
-                let mut one_of = vec![schema_ref(&(s.name)())];
+                s.collect(&mut components, &mut built);
+                let mut one_of = vec![schema_ref(&s.name())];
                 for alt in &doc.alternatives {
-                    (alt.collect)(&mut components);
-                    one_of.push(schema_ref(&(alt.name)()));
+                    alt.collect(&mut components, &mut built);
+                    one_of.push(schema_ref(&alt.name()));
                 }
                 json!({ "description": "Success", "content": { "application/json": { "schema": { "oneOf": one_of } } } })
             }

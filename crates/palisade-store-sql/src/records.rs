@@ -579,7 +579,7 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
             .collect::<StoreResult<Vec<_>>>()?;
         for record in &doomed {
             let id = record.id.as_str();
-            write_index::<D>(&mut tx, scope, resource, id, &[]).await?;
+            write_index::<D>(&mut tx, scope, resource, id, &[], false).await?;
             release_unique::<D>(&mut tx, scope, resource, id).await?;
             let keys = Query::delete()
                 .from_table(IdempotencyKeys::Table)

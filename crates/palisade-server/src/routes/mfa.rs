@@ -459,7 +459,7 @@ async fn verify_mfa(
             &scope,
             &user,
             amr,
-            OffsetDateTime::now_utc(),
+            app.now(),
             audit,
         )
         .await;
