@@ -565,8 +565,21 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         created_before: time::OffsetDateTime,
         limit: u32,
     ) -> StoreResult<u64> {
-        let select = scoped(scope, resource, None)
+        let mut due = scoped(scope, resource, None)
             .and_where(Expr::col(Records::CreatedAt).lt(to_micros(created_before)?))
+            .take();
+        // The hourly job asks every tenant about every resource: most have nothing due, and they
+        // learn it from a read instead of taking the write lock.
+        let probe = due.clone().limit(1).take();
+        let mut conn = acquire::<D>(&self.pool).await?;
+        if D::fetch_optional(&mut conn, D::render(&probe))
+            .await?
+            .is_none()
+        {
+            return Ok(0);
+        }
+        drop(conn);
+        let select = due
             .order_by(Records::Id, Order::Asc)
             .limit(u64::from(limit.clamp(1, MAX_PURGE_BATCH)))
             .lock(LockType::Update)

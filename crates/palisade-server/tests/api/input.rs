@@ -401,7 +401,7 @@ async fn an_unknown_field_is_refused_with_400_and_nothing_is_written(app: TestAp
         &s,
         Route::PatchUser,
         vec![
-            unknown(Route::PatchUser, "email", "\"new@input.test\""),
+            unknown(Route::PatchUser, "created_at", "\"2020-01-01T00:00:00Z\""),
             unknown(Route::PatchUser, "tenant_id", &format!("\"{id}\"")),
             unknown(Route::PatchUser, "token_version", "0"),
             unknown(Route::PatchUser, "id", &format!("\"{id}\"")),
