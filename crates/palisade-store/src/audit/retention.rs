@@ -23,9 +23,9 @@ use time::OffsetDateTime;
 pub enum AuditCategory {
     /// Security events that change no row: refresh-token reuse, and the like.
     Security,
-    /// A user's sessions and second factor: logout everywhere, TOTP on and off.
+    /// A user's sessions and second factor: browser sessions, logout everywhere, TOTP on and off.
     Auth,
-    /// Tenants, users and roles.
+    /// Tenants, users, roles and tenant policies.
     Platform,
     /// API keys: create, rotate, revoke.
     ApiKeys,
@@ -69,6 +69,9 @@ pub const PLATFORM_ACTIONS: &[(&str, AuditCategory)] = &[
     ("api_key.revoke", AuditCategory::ApiKeys),
     ("api_key.rotate", AuditCategory::ApiKeys),
     ("auth.refresh_reused", AuditCategory::Security),
+    ("auth.session_created", AuditCategory::Auth),
+    ("policy.delete", AuditCategory::Platform),
+    ("policy.update", AuditCategory::Platform),
     ("role.create", AuditCategory::Platform),
     ("role.delete", AuditCategory::Platform),
     ("role.update", AuditCategory::Platform),
