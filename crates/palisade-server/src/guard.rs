@@ -43,8 +43,8 @@ use crate::authn::{AuthOutcome, Identity};
 use crate::error::{ApiError, Challenge};
 use crate::net;
 use crate::pipeline::ClientIp;
-use crate::principal_cache::{self, Resolved};
 pub use crate::policies::RequestFacts;
+use crate::principal_cache::{self, Resolved};
 use crate::state::AppState;
 use crate::{ratelimit, waf};
 

@@ -454,26 +454,11 @@ async fn verify_mfa(
     tracing::info!(target: "security", event = "sign_in.succeeded", user = %user.id, amr = "otp+totp", "signed in with a second factor");
     let amr = vec!["otp".to_owned(), "totp".to_owned()];
     if body.session {
-        return crate::routes::auth::start_session(
-            &app,
-            &scope,
-            &user,
-            amr,
-            app.now(),
-            audit,
-        )
-        .await;
+        return crate::routes::auth::start_session(&app, &scope, &user, amr, app.now(), audit)
+            .await;
     }
-    Ok(AxumJson(
-        issue_tokens(
-            &app,
-            &scope,
-            &user,
-            Session::New,
-            amr,
-            app.now(),
-        )
-        .await?,
+    Ok(
+        AxumJson(issue_tokens(&app, &scope, &user, Session::New, amr, app.now()).await?)
+            .into_response(),
     )
-    .into_response())
 }
