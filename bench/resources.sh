@@ -155,8 +155,8 @@ start_palisade() {
     export PALISADE__SERVER__LISTEN="$HOST:$PORT"
     export PALISADE__LOG__LEVEL=warn
     export PALISADE__SERVER__MAX_CONCURRENCY=4096
-    export PALISADE__RATE_LIMIT__DEFAULT__PER_SECOND=10000000
-    export PALISADE__RATE_LIMIT__DEFAULT__BURST=10000000
+    export PALISADE__RATE_LIMIT__DEFAULT__PER_SECOND=1000000
+    export PALISADE__RATE_LIMIT__DEFAULT__BURST=1000000
     if [[ "$backend" == postgres ]]; then
       export PALISADE__DATABASE__URL="$PG_URL"
       export PALISADE__DATABASE__SCHEMA="$PG_SCHEMA"
@@ -221,8 +221,11 @@ half_load() {
 d = json.loads(sys.stdin.read())
 codes = d.get("statusCodeDistribution", {})
 bad = sum(n for c, n in codes.items() if not c.startswith("2"))
-if bad or d.get("errorDistribution"):
+# Requests still in flight when the duration ends are cut off by oha; that is not a failure.
+errors = {e: n for e, n in d.get("errorDistribution", {}).items() if e != "aborted due to deadline"}
+if bad or errors:
     print("bad", "bad")
+    print("status codes:", codes, "errors:", errors, file=sys.stderr)
 else:
     print(round(d["summary"]["requestsPerSec"], 2), round(d["latencyPercentiles"]["p99"] * 1000, 3))' <<<"$out")
   if [[ "$rps" == bad ]]; then
