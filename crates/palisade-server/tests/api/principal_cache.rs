@@ -1,6 +1,7 @@
 //! The principal cache (`auth.principal_cache_secs`): an authenticated request is served without
 //! reading the user and roles from the database, yet every change made through the API reaches every
-//! instance at once, through the authorization epochs in the shared state.
+//! instance at once, through the authorization epochs in the shared state. (Logout-all through a cached
+//! principal is covered by `auth::logout_all_ends_every_session_of_the_user`.)
 
 use palisade_authz::BuiltinRole as Role;
 use palisade_testkit::{TestApp, each_backend};
@@ -105,27 +106,7 @@ async fn a_custom_role_change_reaches_its_holders_at_once(app: TestApp) {
     .await;
 }
 
-async fn logout_all_is_not_undone_by_the_cache(app: TestApp) {
-    let tokens = app.sign_in("owner@localhost", "system").await;
-    let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(app.bearer(access).get("/v1/me").await.status(), 200);
-    assert_eq!(
-        app.bearer(access)
-            .post("/v1/auth/logout-all", &json!({}))
-            .await
-            .status(),
-        204
-    );
-    expect_problem(
-        app.bearer(access).get("/v1/me").await,
-        401,
-        "auth.invalid_token",
-    )
-    .await;
-}
-
 each_backend!(
     role_changes_and_disabling_reach_another_instance_at_once,
     a_custom_role_change_reaches_its_holders_at_once,
-    logout_all_is_not_undone_by_the_cache,
 );
