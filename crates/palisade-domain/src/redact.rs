@@ -54,6 +54,8 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::{Captures, Match, NoExpand, Regex};
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// The marker that replaces a secret outright: the value of a sensitive key, an auth-scheme credential,
@@ -237,6 +239,28 @@ fn is_excused(normalised: &str, term: &str, end: usize) -> bool {
             .is_some_and(|upto| CODE_ALLOWLIST.iter().any(|allowed| upto.ends_with(allowed)))
 }
 
+/// What the JSON walkers need to know about an object key: whether its value is secret, and what
+/// the key itself becomes after [`redact_str`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeyVerdict {
+    /// [`is_sensitive_key`] of the original key.
+    sensitive: bool,
+    /// [`redact_str`] of the key, when that changed it.
+    renamed: Option<Box<str>>,
+}
+
+impl KeyVerdict {
+    fn judge(key: &str) -> Self {
+        Self {
+            sensitive: is_sensitive_key(key),
+            renamed: match redact_str(key) {
+                Cow::Owned(redacted) => Some(redacted.into_boxed_str()),
+                Cow::Borrowed(_) => None,
+            },
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON values
 // ---------------------------------------------------------------------------------------------
@@ -320,15 +344,23 @@ fn drop_iteratively(value: Value) {
 
 /// Redacts one formatted log line.
 ///
-/// A line that parses as a JSON object (tracing's JSON formatter) is walked with [`redact_value`] and
-/// re-serialised on one line (key order follows `serde_json`'s map, which is sorted unless the
-/// `preserve_order` feature is on). A line that starts like a JSON object but does not parse (for
-/// example nested beyond `serde_json`'s recursion limit, or truncated) is replaced by [`REDACTED`].
-/// Any other line goes through [`redact_str`]. A trailing `\n` or `\r\n` is kept.
+/// A line that starts like a JSON object (tracing's JSON formatter) is redacted as JSON with the
+/// same rules as [`redact_value`]: the value of a sensitive key becomes [`REDACTED`] whatever its
+/// type, other strings and all keys go through [`redact_str`], and containers nested deeper than 64
+/// levels become [`REDACTED`]. The output is the object on one line, keys in their original order.
+/// A line that starts like a JSON object but does not parse (for example nested beyond
+/// `serde_json`'s recursion limit, or truncated) is replaced by [`REDACTED`] whole. Any other line
+/// goes through [`redact_str`]. A trailing `\n` or `\r\n` is kept.
 #[must_use]
 pub fn redact_line(line: &str) -> String {
     let (body, ending) = split_line_ending(line);
-    let mut out = redact_line_body(body);
+    let mut out = if body.trim_start().starts_with('{') {
+        // SECURITY: fail closed. A JSON-looking line we cannot parse cannot be walked by key, and
+        // pattern redaction alone would let `"password":…` through inside unusual structure.
+        redact_json_line(body).unwrap_or_else(|| REDACTED.to_owned())
+    } else {
+        redact_str(body).into_owned()
+    };
     out.push_str(ending);
     out
 }
@@ -343,19 +375,231 @@ fn split_line_ending(line: &str) -> (&str, &str) {
     }
 }
 
-fn redact_line_body(body: &str) -> String {
-    if !body.trim_start().starts_with('{') {
-        return redact_str(body).into_owned();
+/// Redacts a JSON text in one streaming pass, or `None` if it is not valid JSON.
+///
+/// `serde_json`'s parser drives [`JsonRedactor`], which writes the redacted JSON as it goes instead
+/// of building a [`Value`] and serialising it again. Every value is read through
+/// `deserialize_any`, exactly as a [`Value`] is, so the same texts are accepted and rejected: the
+/// same grammar, the same string-escape and surrogate checks, the same number range checks and the
+/// same 128-level recursion limit, whether or not the part in question is redacted. Output that was
+/// written before an error is discarded.
+fn redact_json_line(body: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut de = serde_json::Deserializer::from_str(body);
+    JsonRedactor {
+        out: &mut out,
+        depth: 0,
     }
-    match serde_json::from_str::<Value>(body) {
-        Ok(mut value) => {
-            redact_value(&mut value);
-            // Serialising a `Value` cannot fail in practice; if it ever did, emit nothing readable.
-            serde_json::to_string(&value).unwrap_or_else(|_| REDACTED.to_owned())
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    String::from_utf8(out).ok()
+}
+
+/// Copies one JSON value to `out`, redacting it on the way (see [`redact_line`]).
+struct JsonRedactor<'o> {
+    out: &'o mut Vec<u8>,
+    /// Container depth of the value being copied; the top-level object is at 0.
+    depth: usize,
+}
+
+impl JsonRedactor<'_> {
+    /// A redactor for a direct child of the current container.
+    fn child(&mut self) -> JsonRedactor<'_> {
+        JsonRedactor {
+            out: &mut *self.out,
+            depth: self.depth + 1,
         }
-        // SECURITY: fail closed. A JSON-looking line we cannot parse cannot be walked by key, and
-        // pattern redaction alone would let `"password":…` through inside unusual structure.
-        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+/// Writes `text` as a JSON string.
+fn write_json_str<E: de::Error>(out: &mut Vec<u8>, text: &str) -> Result<(), E> {
+    serde_json::to_writer(out, text).map_err(E::custom)
+}
+
+/// Writes a number or boolean exactly as `serde_json` serialises it inside a [`Value`].
+fn write_json_scalar<E: de::Error>(out: &mut Vec<u8>, scalar: impl Serialize) -> Result<(), E> {
+    serde_json::to_writer(out, &scalar).map_err(E::custom)
+}
+
+impl<'de> DeserializeSeed<'de> for JsonRedactor<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonRedactor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        write_json_scalar(self.out, v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        write_json_scalar(self.out, v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        write_json_scalar(self.out, v)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        // The parser never produces a non-finite number, so this is the shortest round-trip form,
+        // as in a `Value`.
+        write_json_scalar(self.out, v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        write_json_str(self.out, &redact_str(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            // SECURITY: bounded depth, as in `redact_value`. What lies below is still parsed (so
+            // the line is accepted or rejected as a whole) but not copied.
+            while seq.next_element_seed(SkipJson)?.is_some() {}
+            return write_json_str(self.out, REDACTED);
+        }
+        self.out.push(b'[');
+        let mut first = true;
+        loop {
+            let mark = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            if seq.next_element_seed(self.child())?.is_none() {
+                // No element after all: drop the separator written for it.
+                self.out.truncate(mark);
+                break;
+            }
+            first = false;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            // SECURITY: bounded depth, as in `visit_seq`.
+            while map.next_entry_seed(SkipJson, SkipJson)?.is_some() {}
+            return write_json_str(self.out, REDACTED);
+        }
+        self.out.push(b'{');
+        let mut first = true;
+        while let Some(key) = map.next_key_seed(JsonKey)? {
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            // The key arrives with its escapes decoded, so `"pass\u0077ord"` is judged as
+            // `password`. Sensitivity is judged on the original key; the key itself is written
+            // redacted (a map keyed by e-mail address must not leak its keys).
+            let verdict = KeyVerdict::judge(&key);
+            write_json_str(self.out, verdict.renamed.as_deref().unwrap_or(&key))?;
+            self.out.push(b':');
+            if verdict.sensitive {
+                // SECURITY: the value is parsed but never copied, whatever its type.
+                map.next_value_seed(SkipJson)?;
+                write_json_str(self.out, REDACTED)?;
+            } else {
+                map.next_value_seed(self.child())?;
+            }
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Reads an object key with its escapes decoded, borrowing from the line when it has none.
+struct JsonKey;
+
+impl<'de> DeserializeSeed<'de> for JsonKey {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonKey {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// Parses one JSON value of any kind and discards it, accepting exactly what a [`Value`] accepts
+/// (unlike `serde::de::IgnoredAny`, which `serde_json` skips without its depth and number checks).
+struct SkipJson;
+
+impl<'de> DeserializeSeed<'de> for SkipJson {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SkipJson {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(SkipJson)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry_seed(SkipJson, SkipJson)?.is_some() {}
+        Ok(())
     }
 }
 
@@ -1636,6 +1880,490 @@ mod tests {
         }
         for invalid in ["4111111111111112", "1234567812345678", "79927398710"] {
             assert!(!luhn_valid(&digits(invalid)), "{invalid}");
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Streaming JSON lines against the `Value`-based oracle
+    // -----------------------------------------------------------------------------------------
+
+    /// The `Value`-based `redact_line` this module used before the streaming redactor: parse the
+    /// body into a `Value`, walk it with `redact_value`, serialise it again.
+    fn redact_line_oracle(line: &str) -> String {
+        let (body, ending) = split_line_ending(line);
+        let mut out = if body.trim_start().starts_with('{') {
+            match serde_json::from_str::<Value>(body) {
+                Ok(mut value) => {
+                    redact_value(&mut value);
+                    serde_json::to_string(&value).unwrap()
+                }
+                Err(_) => REDACTED.to_owned(),
+            }
+        } else {
+            redact_str(body).into_owned()
+        };
+        out.push_str(ending);
+        out
+    }
+
+    /// Asserts that `redact_line` and the oracle agree on `line`: byte for byte when the oracle
+    /// replaced the line whole or did not treat it as JSON, and as parsed JSON (key order aside)
+    /// otherwise.
+    fn assert_matches_oracle(line: &str) {
+        let new = redact_line(line);
+        let old = redact_line_oracle(line);
+        let (new_body, new_ending) = split_line_ending(&new);
+        let (old_body, old_ending) = split_line_ending(&old);
+        assert_eq!(new_ending, old_ending, "line {line:?}");
+        match serde_json::from_str::<Value>(old_body) {
+            Ok(old_value) if old_body.starts_with('{') => {
+                assert!(!new_body.contains('\n'), "{new:?}");
+                let new_value: Value = serde_json::from_str(new_body)
+                    .unwrap_or_else(|e| panic!("{e}: {new:?} from {line:?}"));
+                assert_eq!(
+                    new_value, old_value,
+                    "line {line:?}\nnew {new:?}\nold {old:?}"
+                );
+            }
+            _ => assert_eq!(new, old, "line {line:?}"),
+        }
+    }
+
+    #[test]
+    fn json_line_matches_oracle_on_examples() {
+        let access = "{\"timestamp\":\"2026-11-25T15:37:17.610627Z\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":\"01a2135a-a62a-75d6-b5a5-3095de6b6e69\",\"method\":\"GET\",\"route\":\"/health\",\"path\":\"/health\",\"status\":200,\"latency_us\":61,\"client_ip\":\"127.0.0.1\",\"problem\":\"\",\"subject\":\"\",\"tenant\":\"\",\"target\":\"palisade::access\"}\n";
+        assert_matches_oracle(access);
+        for line in [
+            r#"{}"#,
+            r#"  { "a" : [ 1 , -2 , 3.5 , 1e3 , -0 , 0.1e-2 , 18446744073709551615 , -9223372036854775808 , 123456789012345678901234567890 ] }  "#,
+            r#"{"password":{"nested":["a",{"b":1}]},"token":[1,2],"otp":123,"secret":null,"pin":true}"#,
+            r#"{"by_user":{"alice@example.com":{"logins":3}},"note":"mail bob@example.org"}"#,
+            r#"{"a":"line\nbreak \"quoted\" back\\slash tab\t nul\u0000 bell\u0007 del\u007f","b":"\ud83d\ude00 é"}"#,
+            r#"{"x":"card 4111 1111 1111 1111","y":"+44 20 7946 0958","z":"pal_live_abc_def"}"#,
+            r#"{"auth":"Bearer abc.def","status_code":200,"error_code":"E42","recovery_code":"123-456"}"#,
+            r#"{"a":[],"b":{},"c":[[]],"d":[{}],"e":[null,true,false]}"#,
+        ] {
+            assert_matches_oracle(line);
+            assert_matches_oracle(&format!("{line}\n"));
+            assert_matches_oracle(&format!("{line}\r\n"));
+        }
+    }
+
+    #[test]
+    fn json_line_keeps_key_order_and_numbers() {
+        assert_eq!(
+            redact_line("{\"z\":1,\"a\":2.50,\"m\":-0,\"k\":1E2,\"password\":\"x\"}\n"),
+            "{\"z\":1,\"a\":2.5,\"m\":-0.0,\"k\":100.0,\"password\":\"[REDACTED]\"}\n"
+        );
+    }
+
+    #[test]
+    fn invalid_json_line_is_replaced_whole() {
+        for body in [
+            r#"{"password":"hunter2", oops"#,
+            r#"{"a":1} trailing"#,
+            r#"{"a":1}{"b":2}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":NaN}"#,
+            r#"{"a":1e999}"#,
+            r#"{"password":1e999}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"password":"\udc00"}"#,
+            r#"{"\ud800":1}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            "{\"a\":\"raw\ttab\"}",
+            "{\"a\":\"raw\u{1}control\"}",
+            r#"{'a':1}"#,
+            r#"{a:1}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":"unterminated}"#,
+            r#"{"secret":[1,2"#,
+            r#"{"a":1"#,
+            "{",
+            "\u{a0}{\"a\":1}",
+        ] {
+            for ending in ["", "\n", "\r\n"] {
+                let line = format!("{body}{ending}");
+                assert_eq!(
+                    redact_line(&line),
+                    format!("{REDACTED}{ending}"),
+                    "{line:?}"
+                );
+                assert_eq!(
+                    redact_line_oracle(&line),
+                    format!("{REDACTED}{ending}"),
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    /// `{"k":{"k":…"leaf"…}}` with `levels` objects, or `[[…"leaf"…]]` inside a top-level object.
+    fn nested_line(levels: usize, arrays: bool) -> String {
+        if arrays {
+            let inner = format!(
+                "{}\"leaf\"{}",
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            );
+            format!("{{\"k\":{inner}}}")
+        } else {
+            format!("{}\"leaf\"{}", "{\"k\":".repeat(levels), "}".repeat(levels))
+        }
+    }
+
+    #[test]
+    fn depth_beyond_64_is_redacted_at_that_level() {
+        // Levels 1..=64 (depths 0..=63) are kept; the 65th container becomes the marker.
+        let out = redact_line(&nested_line(66, false));
+        let expected = format!("{}\"{REDACTED}\"{}", "{\"k\":".repeat(64), "}".repeat(64));
+        assert_eq!(out, expected);
+        let kept = redact_line(&nested_line(64, false));
+        assert_eq!(kept, nested_line(64, false));
+        let arrays = redact_line(&nested_line(70, true));
+        let expected = format!(
+            "{{\"k\":{}\"{REDACTED}\"{}}}",
+            "[".repeat(63),
+            "]".repeat(63)
+        );
+        assert_eq!(arrays, expected);
+        // Around the marker level and around serde_json's recursion limit (128), where the oracle
+        // drops the whole line.
+        for levels in (1..=8).chain(60..=70).chain(120..=135) {
+            assert_matches_oracle(&nested_line(levels, false));
+            assert_matches_oracle(&nested_line(levels, true));
+            assert_matches_oracle(&format!(
+                "{{\"password\":{},\"a\":1}}\n",
+                nested_line(levels, true)
+            ));
+        }
+        assert_eq!(redact_line(&nested_line(200, false)), REDACTED);
+        assert_eq!(redact_line(&nested_line(200, true)), REDACTED);
+        // A secret nested too deep to parse still fails the whole line.
+        assert_eq!(
+            redact_line(&format!("{{\"password\":{}}}", nested_line(200, true))),
+            REDACTED
+        );
+    }
+
+    #[test]
+    fn escaped_sensitive_keys_and_values_are_decoded_first() {
+        assert_eq!(
+            redact_line("{\"pass\\u0077ord\":\"hunter2\",\"\\u0074oken\":[1]}\n"),
+            "{\"password\":\"[REDACTED]\",\"token\":\"[REDACTED]\"}\n"
+        );
+        assert_eq!(
+            redact_line(r#"{"note":"alice\u0040example.com","\u0061lice@example.com":1}"#),
+            r#"{"note":"[REDACTED:email]","[REDACTED:email]":1}"#
+        );
+        // A key whose escapes decode to ordinary text is written back unescaped.
+        assert_eq!(redact_line(r#"{"st\u0061tus":"ok"}"#), r#"{"status":"ok"}"#);
+        assert_matches_oracle("{\"API\\u005fKEY\":\"k\",\"x\\/y\":\"\\/\"}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_each_redacted() {
+        let out =
+            redact_line(r#"{"a":"bob@example.com","a":"ok","password":"p1","password":"p2"}"#);
+        assert_eq!(
+            out,
+            r#"{"a":"[REDACTED:email]","a":"ok","password":"[REDACTED]","password":"[REDACTED]"}"#
+        );
+        assert!(!out.contains("p1") && !out.contains("p2"));
+    }
+
+    #[test]
+    fn json_line_endings_are_kept() {
+        for ending in ["", "\n", "\r\n"] {
+            assert_eq!(
+                redact_line(&format!("{{\"otp\":\"1\"}}{ending}")),
+                format!("{{\"otp\":\"[REDACTED]\"}}{ending}")
+            );
+        }
+        // Only one line ending is split off; other trailing whitespace is JSON whitespace.
+        assert_eq!(redact_line("{\"a\":1} \n\n"), "{\"a\":1}\n");
+        assert_eq!(redact_line("{\"a\":1}\r\r\n"), "{\"a\":1}\r\n");
+    }
+
+    #[test]
+    fn non_json_lines_match_oracle() {
+        for (input, _) in str_corpus() {
+            for ending in ["", "\n", "\r\n"] {
+                let line = format!("{input}{ending}");
+                assert_eq!(redact_line(&line), redact_line_oracle(&line), "{line:?}");
+            }
+        }
+        for line in [
+            r#"["bob@example.com"]"#,
+            r#"[{"password":"x"}]"#,
+            r#"x {"password":"hunter2"}"#,
+            "plain password=hunter2\n",
+            "",
+            "\n",
+            "\r\n",
+        ] {
+            assert_eq!(redact_line(line), redact_line_oracle(line), "{line:?}");
+        }
+    }
+
+    // --- proptest: arbitrary JSON objects against the oracle -------------------------------
+
+    /// A JSON document with numbers kept as text, so the renderer can spell them freely.
+    #[derive(Clone, Debug)]
+    enum Json {
+        Null,
+        Bool(bool),
+        Number(String),
+        Str(String),
+        Array(Vec<Json>),
+        Object(Vec<(String, Json)>),
+    }
+
+    fn json_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(vec![
+                "password", "Password", "new_password", "api_key", "X-Api-Key", "recovery_code",
+                "recoveryCodes", "access_token", "authorization", "set-cookie", "session_id",
+                "otp", "pin", "cvv", "card_number", "client_secret", "code", "auth_code",
+                "status_code", "http.status_code", "error_code", "country_code", "currency.code",
+                "errorcode authcode", "statuscode_otp",
+            ])
+            .prop_map(str::to_owned),
+            4 => prop::sample::select(vec![
+                "timestamp", "level", "message", "target", "request_id", "method", "route",
+                "path", "status", "latency_us", "client_ip", "problem", "subject", "tenant",
+                "user", "email", "fields", "span", "shipping",
+            ])
+            .prop_map(str::to_owned),
+            3 => "[a-zA-Z_.\\- ]{0,12}",
+            1 => any::<String>(),
+            1 => json_string_value(),
+        ]
+    }
+
+    fn json_string_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9._%+\\-]{1,10}@[a-z0-9\\-]{1,8}\\.(com|org|co\\.uk|io)",
+            "eyJ[A-Za-z0-9_\\-]{4,20}\\.[A-Za-z0-9_\\-]{0,20}\\.[A-Za-z0-9_\\-]{0,20}",
+            "pal_(live|test)_[A-Za-z0-9]{1,8}_[A-Za-z0-9][A-Za-z0-9_\\-]{0,12}",
+            prop::sample::select(vec![
+                "4111 1111 1111 1111",
+                "4111-1111-1111-1111",
+                "4242424242424242",
+                "378282246310005",
+                "4111 1111 1111 1112",
+                "+44 20 7946 0958",
+                "+1 (555) 123-4567",
+                "(555) 123-4567",
+                "555-123-4567",
+                "+15551234567",
+                "2026-11-25T15:37:17.610627Z",
+                "2026-11-25T06:53:30+05:30",
+                "01a2135a-a62a-75d6-b5a5-3095de6b6e69",
+                "127.0.0.1:8080",
+                "palisade::access",
+                "/health",
+                "GET",
+                "INFO",
+                "",
+                "[REDACTED]",
+                "[REDACTED:email]",
+                "Bearer abcdef",
+                "Basic dXNlcjpwYXNzd29yZA==",
+                "password=hunter2 ok",
+                "postgres://app:s3cr3t@db:5432/x",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "{\"otp\":\"123456\"}",
+                "line\nbreak\ttab \"quote\" \\ back",
+            ])
+            .prop_map(str::to_owned),
+            "[0-9 +()\\-.]{0,24}",
+            "[a-zA-Z0-9 :=/@._\\-]{0,30}",
+            any::<String>(),
+        ]
+    }
+
+    fn json_number() -> impl Strategy<Value = String> {
+        "-?(0|[1-9][0-9]{0,21})(\\.[0-9]{1,6})?([eE][+\\-]?[0-9]{1,2})?"
+    }
+
+    /// Object entries without two keys that redact to the same text (the documented collision
+    /// case, where the oracle keeps only one of the values) and without duplicate keys.
+    fn json_object(inner: impl Strategy<Value = Json>) -> impl Strategy<Value = Json> {
+        prop::collection::vec((json_key(), inner), 0..8).prop_map(|entries| {
+            let mut seen = std::collections::HashSet::new();
+            Json::Object(
+                entries
+                    .into_iter()
+                    .filter(|(key, _)| seen.insert(redact_str(key).into_owned()))
+                    .collect(),
+            )
+        })
+    }
+
+    fn json_tree() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            1 => Just(Json::Null),
+            1 => any::<bool>().prop_map(Json::Bool),
+            1 => json_number().prop_map(Json::Number),
+            3 => json_string_value().prop_map(Json::Str),
+        ];
+        let tree = leaf.prop_recursive(6, 96, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                json_object(inner),
+            ]
+        });
+        json_object(tree)
+    }
+
+    /// Renders JSON text, choosing escapes and whitespace from a seed so the same document is
+    /// spelled many ways (`"pass\u0077ord"`, `\/`, surrogate pairs, spaces, tabs, newlines).
+    struct Renderer {
+        state: u64,
+        out: String,
+    }
+
+    impl Renderer {
+        fn next(&mut self) -> u64 {
+            // xorshift64
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            self.state
+        }
+
+        fn one_in(&mut self, n: u64) -> bool {
+            self.next().is_multiple_of(n)
+        }
+
+        fn space(&mut self) {
+            while self.one_in(6) {
+                let ws = [' ', '\t', '\n', '\r'][(self.next() % 4) as usize];
+                self.out.push(ws);
+            }
+        }
+
+        fn string(&mut self, text: &str) {
+            // Plain, a few characters escaped, or every character escaped.
+            let mode = self.next() % 4;
+            self.out.push('"');
+            for c in text.chars() {
+                let escape = match mode {
+                    0 | 1 => false,
+                    2 => self.one_in(3),
+                    _ => true,
+                };
+                let upper = self.one_in(2);
+                let hex = |out: &mut String, unit: u16| {
+                    if upper {
+                        out.push_str(&format!("\\u{unit:04X}"));
+                    } else {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                };
+                match c {
+                    '"' if !escape => self.out.push_str("\\\""),
+                    '\\' if !escape => self.out.push_str("\\\\"),
+                    '/' if escape && self.one_in(2) => self.out.push_str("\\/"),
+                    '\n' if !escape => self.out.push_str("\\n"),
+                    c if (c as u32) < 0x20 || escape => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            hex(&mut self.out, *unit);
+                        }
+                    }
+                    c => self.out.push(c),
+                }
+            }
+            self.out.push('"');
+        }
+
+        fn value(&mut self, value: &Json) {
+            self.space();
+            match value {
+                Json::Null => self.out.push_str("null"),
+                Json::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+                Json::Number(n) => self.out.push_str(n),
+                Json::Str(s) => self.string(s),
+                Json::Array(items) => {
+                    self.out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            self.out.push(',');
+                        }
+                        self.value(item);
+                    }
+                    self.space();
+                    self.out.push(']');
+                }
+                Json::Object(entries) => {
+                    self.out.push('{');
+                    for (i, (key, item)) in entries.iter().enumerate() {
+                        if i > 0 {
+                            self.out.push(',');
+                        }
+                        self.space();
+                        self.string(key);
+                        self.space();
+                        self.out.push(':');
+                        self.value(item);
+                    }
+                    self.space();
+                    self.out.push('}');
+                }
+            }
+            self.space();
+        }
+    }
+
+    fn render(value: &Json, seed: u64) -> String {
+        let mut renderer = Renderer {
+            state: seed | 1,
+            out: String::new(),
+        };
+        renderer.value(value);
+        // The body starts with the object itself, as tracing writes it; leading whitespace is
+        // covered by the examples.
+        renderer.out.trim_start().to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn json_lines_match_oracle(
+            doc in json_tree(),
+            seed in any::<u64>(),
+            ending in prop::sample::select(vec!["", "\n", "\r\n"]),
+        ) {
+            let line = format!("{}{ending}", render(&doc, seed));
+            assert_matches_oracle(&line);
+            prop_assert!(redact_line(&line).ends_with(ending));
+        }
+
+        #[test]
+        fn corrupted_json_lines_match_oracle(
+            doc in json_tree(),
+            seed in any::<u64>(),
+            cut in any::<prop::sample::Index>(),
+            junk in "[\\[\\]{}\",:0-9a-z\\\\ ]{0,3}",
+        ) {
+            // Truncate or splice junk into a valid line: the streaming redactor must accept and
+            // reject exactly what the oracle does.
+            let text = render(&doc, seed);
+            let at = cut.index(text.len() + 1);
+            let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap();
+            let line = format!("{}{junk}{}", &text[..at], &text[at..]);
+            assert_matches_oracle(&line);
         }
     }
 
