@@ -51,6 +51,8 @@
 //!   is skipped outright when the text lacks the characters its pattern needs.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::{Captures, Match, NoExpand, Regex};
@@ -258,6 +260,45 @@ impl KeyVerdict {
                 Cow::Borrowed(_) => None,
             },
         }
+    }
+}
+
+/// Keys longer than this are judged afresh every time: real field names are short.
+const KEY_CACHE_MAX_KEY_LEN: usize = 64;
+
+/// At most this many keys are remembered per thread. Once full, further keys are judged afresh and
+/// not stored, so a stream of made-up keys cannot grow the cache.
+const KEY_CACHE_CAPACITY: usize = 512;
+
+thread_local! {
+    /// Verdicts for the field names that recur on every line. Log lines are redacted on one
+    /// background thread, so a per-thread cache is never contended.
+    static KEY_CACHE: RefCell<HashMap<Box<str>, KeyVerdict>> = RefCell::new(HashMap::new());
+}
+
+/// [`KeyVerdict::judge`] of `key`, from a per-thread cache when possible.
+///
+/// The verdict is a pure function of the key, so the cache changes speed only: a key that is too
+/// long, a full cache or an unavailable cache all fall back to judging the key directly.
+fn key_verdict(key: &str) -> KeyVerdict {
+    if key.len() > KEY_CACHE_MAX_KEY_LEN {
+        return KeyVerdict::judge(key);
+    }
+    let cached = KEY_CACHE.try_with(|cell| {
+        let mut cache = cell.try_borrow_mut().ok()?;
+        if let Some(verdict) = cache.get(key) {
+            return Some(verdict.clone());
+        }
+        let verdict = KeyVerdict::judge(key);
+        if cache.len() < KEY_CACHE_CAPACITY {
+            cache.insert(Box::from(key), verdict.clone());
+        }
+        Some(verdict)
+    });
+    match cached {
+        Ok(Some(verdict)) => verdict,
+        // The thread is exiting, or the cache is borrowed (it never is across this call).
+        Ok(None) | Err(_) => KeyVerdict::judge(key),
     }
 }
 
@@ -506,7 +547,7 @@ impl<'de> Visitor<'de> for JsonRedactor<'_> {
             // The key arrives with its escapes decoded, so `"pass\u0077ord"` is judged as
             // `password`. Sensitivity is judged on the original key; the key itself is written
             // redacted (a map keyed by e-mail address must not leak its keys).
-            let verdict = KeyVerdict::judge(&key);
+            let verdict = key_verdict(&key);
             write_json_str(self.out, verdict.renamed.as_deref().unwrap_or(&key))?;
             self.out.push(b':');
             if verdict.sensitive {
@@ -2067,6 +2108,52 @@ mod tests {
         // A key whose escapes decode to ordinary text is written back unescaped.
         assert_eq!(redact_line(r#"{"st\u0061tus":"ok"}"#), r#"{"status":"ok"}"#);
         assert_matches_oracle("{\"API\\u005fKEY\":\"k\",\"x\\/y\":\"\\/\"}");
+    }
+
+    #[test]
+    fn key_cache_is_bounded_and_changes_nothing() {
+        // The cache is per thread; start from empty whatever ran on this thread before.
+        KEY_CACHE.with(|cell| cell.borrow_mut().clear());
+        let cache_len = || KEY_CACHE.with(|cell| cell.borrow().len());
+        let mut expected_len = 0;
+        for i in 0..(2 * KEY_CACHE_CAPACITY) {
+            for key in [
+                format!("field_{i}"),
+                format!("api_key_{i}"),
+                format!("user{i}@example.com"),
+            ] {
+                assert_eq!(key_verdict(&key), KeyVerdict::judge(&key), "{key}");
+                // Cached or not, a second look gives the same answer.
+                assert_eq!(key_verdict(&key), KeyVerdict::judge(&key), "{key}");
+                expected_len = (expected_len + 1).min(KEY_CACHE_CAPACITY);
+                assert_eq!(cache_len(), expected_len);
+            }
+        }
+        // Long keys are never stored.
+        let long = format!("{}password", "x".repeat(KEY_CACHE_MAX_KEY_LEN));
+        KEY_CACHE.with(|cell| cell.borrow_mut().clear());
+        assert!(key_verdict(&long).sensitive);
+        assert_eq!(cache_len(), 0);
+        // A full cache still judges new keys correctly.
+        for i in 0..KEY_CACHE_CAPACITY {
+            let _ = key_verdict(&format!("filler_{i}"));
+        }
+        assert_eq!(cache_len(), KEY_CACHE_CAPACITY);
+        assert_eq!(
+            redact_line(r#"{"new_password":"p","bob@example.com":1,"status_code":200}"#),
+            r#"{"new_password":"[REDACTED]","[REDACTED:email]":1,"status_code":200}"#
+        );
+        assert_eq!(cache_len(), KEY_CACHE_CAPACITY);
+    }
+
+    #[test]
+    fn key_verdicts_match_the_uncached_rules() {
+        for (key, _) in str_corpus() {
+            for _ in 0..2 {
+                assert_eq!(key_verdict(&key), KeyVerdict::judge(&key), "{key:?}");
+                assert_eq!(key_verdict(&key).sensitive, is_sensitive_key(&key));
+            }
+        }
     }
 
     #[test]
