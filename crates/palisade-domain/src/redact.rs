@@ -668,6 +668,14 @@ fn redact_with<'a>(patterns: Option<&Patterns>, s: &'a str) -> Cow<'a, str> {
         // SECURITY: fail closed. Without the patterns nothing can be vouched for.
         return Cow::Owned(REDACTED.to_owned());
     };
+    if !may_need_redaction(s) {
+        // Most log values (timestamps, ids, levels, paths, module names) end here.
+        return Cow::Borrowed(s);
+    }
+    run_passes(p, s)
+}
+
+fn run_passes<'a>(p: &Patterns, s: &'a str) -> Cow<'a, str> {
     // Order matters: credentials keep their scheme only if they are handled before the key/value
     // pass, and the key/value pass runs before the typed patterns so a sensitive key's value is
     // plainly `[REDACTED]`, as in `redact_value`.
@@ -682,6 +690,88 @@ fn redact_with<'a>(patterns: Option<&Patterns>, s: &'a str) -> Cow<'a, str> {
     out = apply(out, |t| p.redact_international_phones(t));
     out = apply(out, |t| p.redact_north_american_phones(t));
     out
+}
+
+/// Whether any pass of [`run_passes`] could change `text`, in one scan of its bytes.
+///
+/// `false` is a promise that every pass would leave `text` alone, so each condition here must hold
+/// whenever its pass could change something (it may hold more often; then the passes just run):
+/// - `@`: a URL password (its pattern ends in `@`) or an e-mail address;
+/// - `bearer`, `dpop` or `basic` in any case: the scheme pass's own prefilter;
+/// - a `=` or `:` that could end a key/value pair's key (see [`may_end_pair_key`]);
+/// - `eyJ` (a JWT) or `pal_`, `whsec_`, `pss_` (keys): the prefilters of those passes;
+/// - a stretch of at least 10 digits (`PHONE_SEPARATORS` between them), or 7 with a `+`: the card
+///   pass needs 13 digits in a stretch that is never longer, the phone passes 10, or 7 and a `+`.
+fn may_need_redaction(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut digits = 0usize;
+    let mut plus = false;
+    for (at, &b) in bytes.iter().enumerate() {
+        let hit = match b {
+            b'@' => true,
+            b'b' | b'B' | b'd' | b'D' => auth_scheme_at(bytes, at),
+            b'=' | b':' => may_end_pair_key(bytes, at),
+            b'J' => bytes
+                .get(..at)
+                .is_some_and(|before| before.ends_with(b"ey")),
+            b'_' => bytes.get(..at).is_some_and(|before| {
+                before.ends_with(b"pal") || before.ends_with(b"whsec") || before.ends_with(b"pss")
+            }),
+            b'0'..=b'9' => {
+                digits += 1;
+                false
+            }
+            b'+' => {
+                plus = true;
+                false
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+    }
+    if digits < 7 {
+        return false;
+    }
+    let stretch = longest_digit_stretch(text, PHONE_SEPARATORS, 3);
+    stretch >= 10 || (plus && stretch >= 7)
+}
+
+/// Whether the `=` or `:` at `sep` could end the key of a pair the key/value pass acts on: after a
+/// quote (`"key": value`, spaces and tabs allowed before the colon), or directly after a bare key
+/// (`[A-Za-z][A-Za-z0-9_.-]*` starting at an ASCII word boundary). A `:` followed by another `:` is
+/// a path separator (`a::b`), which that pass skips.
+fn may_end_pair_key(bytes: &[u8], sep: usize) -> bool {
+    let Some(before) = bytes.get(..sep) else {
+        return true;
+    };
+    let last_non_blank = before.iter().rev().find(|b| !matches!(b, b' ' | b'\t'));
+    if last_non_blank == Some(&b'"') {
+        return true;
+    }
+    if bytes.get(sep) == Some(&b':') && bytes.get(sep + 1) == Some(&b':') {
+        return false;
+    }
+    let is_key_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let is_word_byte = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    // The key is a run of key bytes ending just before `sep`; it can start at any letter in that
+    // run that follows a non-word byte (or the start of the text).
+    let mut start = before.len();
+    while let Some(prev) = start.checked_sub(1).and_then(|at| before.get(at)) {
+        if !is_key_byte(prev) {
+            break;
+        }
+        start -= 1;
+        let at_boundary = start
+            .checked_sub(1)
+            .and_then(|at| before.get(at))
+            .is_none_or(|b| !is_word_byte(b));
+        if prev.is_ascii_alphabetic() && at_boundary {
+            return true;
+        }
+    }
+    false
 }
 
 /// Runs one pass; a pass returns `Some` only when it changed something.
@@ -1161,14 +1251,19 @@ fn split_auth_scheme(value: &str) -> Option<(&str, &str)> {
 /// pass, whose case-insensitive regex is the slowest of the passes to run on clean text.
 fn mentions_auth_scheme(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(at, b)| {
-        matches!(b, b'b' | b'B' | b'd' | b'D')
-            && AUTH_SCHEMES.iter().any(|scheme| {
-                bytes
-                    .get(at..at + scheme.len())
-                    .is_some_and(|word| word.eq_ignore_ascii_case(scheme.as_bytes()))
-            })
-    })
+    (0..bytes.len()).any(|at| auth_scheme_at(bytes, at))
+}
+
+/// Whether `bearer`, `dpop` or `basic` (in any case) starts at byte `at`.
+fn auth_scheme_at(bytes: &[u8], at: usize) -> bool {
+    bytes
+        .get(at)
+        .is_some_and(|b| matches!(b, b'b' | b'B' | b'd' | b'D'))
+        && AUTH_SCHEMES.iter().any(|scheme| {
+            bytes
+                .get(at..at + scheme.len())
+                .is_some_and(|word| word.eq_ignore_ascii_case(scheme.as_bytes()))
+        })
 }
 
 fn is_auth_scheme(word: &str) -> bool {
@@ -2108,6 +2203,118 @@ mod tests {
         // A key whose escapes decode to ordinary text is written back unescaped.
         assert_eq!(redact_line(r#"{"st\u0061tus":"ok"}"#), r#"{"status":"ok"}"#);
         assert_matches_oracle("{\"API\\u005fKEY\":\"k\",\"x\\/y\":\"\\/\"}");
+    }
+
+    // --- the one-scan prefilter of `redact_str` -------------------------------------------------
+
+    fn passes_only(s: &str) -> Cow<'_, str> {
+        run_passes(PATTERNS.as_ref().unwrap(), s)
+    }
+
+    #[test]
+    fn prefilter_skips_typical_clean_values() {
+        for clean in [
+            "",
+            "INFO",
+            "request",
+            "GET",
+            "/health",
+            "2026-11-25T15:37:17.610627Z",
+            "01a2135a-a62a-75d6-b5a5-3095de6b6e69",
+            "127.0.0.1",
+            "[2001:db8::1]:8443",
+            "palisade::access",
+            "palisade_server::pipeline",
+            "auth.token_expired",
+            "v2.10.3",
+            "took 1234567ms",
+        ] {
+            assert!(!may_need_redaction(clean), "{clean:?}");
+            assert!(matches!(redact_str(clean), Cow::Borrowed(_)), "{clean:?}");
+        }
+    }
+
+    #[test]
+    fn prefilter_lets_each_kind_of_secret_through() {
+        let session_cookie = format!("pss_{}", "a".repeat(43));
+        for secret in [
+            "\"pin\": 1",
+            "{\"otp\" :\"x\"}",
+            "\"token\"\t:\tabc",
+            "pin=1",
+            "x.otp:1",
+            "Otp: x",
+            "u@example.com",
+            "ftp://u:p@h",
+            "Bearer x",
+            "DPoP x",
+            "basic dXNlcjpwYXNz",
+            "eyJa.b.c",
+            "pal_live_a_b",
+            "whsec_x",
+            &session_cookie,
+            "+1234567",
+            "+1 234 567",
+            "555-123-4567",
+            "(555) 123-4567",
+            "555.123.4567",
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4222222222222",
+        ] {
+            assert!(may_need_redaction(secret), "{secret:?}");
+            let redacted = redact_str(secret);
+            assert_ne!(redacted, secret);
+            assert_eq!(redacted, passes_only(secret));
+        }
+    }
+
+    #[test]
+    fn prefilter_agrees_with_the_passes_on_the_corpus() {
+        for (input, expected) in str_corpus() {
+            assert_eq!(passes_only(&input), expected.as_str(), "{input:?}");
+            assert_eq!(redact_str(&input), expected.as_str(), "{input:?}");
+            if input != expected {
+                assert!(may_need_redaction(&input), "{input:?}");
+            }
+        }
+    }
+
+    /// Text built from the pieces the passes look for, so near misses are common.
+    fn log_soup() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => prop::sample::select(vec![
+                "pin", "otp", "token", "Password", "code", "status_code", "a::b", "x.", "-",
+                "Bearer", "bearer", "BASIC", "DPoP", "dpop", "abc123XYZ", "eyJ", "eyJhbGciOi",
+                "ey", "J", "pal", "pal_live_a1_S3c", "whsec", "whsec_x", "pss", "pss_", "_",
+                ":", "::", "=", "\"", "'", "@", "example.com", "+", "+44", "4111", "1111",
+                "555", "123", "4567", "(", ")", ".", " ", "\t", "\n", "://", "http://u:p@",
+                "é", "ſ", "K", "[REDACTED]", "{", "}", "[", "]", ",", ";",
+            ])
+            .prop_map(str::to_owned),
+            2 => "[a-zA-Z0-9]{1,4}",
+            1 => "[ -~]{1,3}",
+            1 => any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..14).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn prefilter_never_skips_a_change(s in log_soup()) {
+            let full = passes_only(&s);
+            prop_assert_eq!(redact_str(&s), full.clone());
+            if !may_need_redaction(&s) {
+                prop_assert!(matches!(full, Cow::Borrowed(_)), "{:?} -> {:?}", s, full);
+            }
+        }
+
+        #[test]
+        fn prefilter_never_skips_a_change_on_any_text(s in any::<String>()) {
+            prop_assert_eq!(redact_str(&s), passes_only(&s));
+        }
     }
 
     #[test]
