@@ -1,8 +1,8 @@
 //! Log redaction: the last line of defence between a secret and a log sink.
 //!
 //! Every line the server logs passes through [`redact_line`]. A JSON line (tracing's JSON formatter)
-//! is parsed and walked with [`redact_value`]; any other line goes through [`redact_str`]. The rules
-//! come in two layers:
+//! is redacted as JSON, by key and by value, with the rules of [`redact_value`]; any other line goes
+//! through [`redact_str`]. The rules come in two layers:
 //!
 //! 1. **Key rules** ([`is_sensitive_key`]). A key is normalised (lowercased, with `-`, `_`, `.` and
 //!    spaces removed) and is sensitive when it contains any of these terms:
@@ -41,14 +41,29 @@
 //! Invariants:
 //! - **No panics.** Library code here never unwraps, expects or indexes: every slice goes through
 //!   `get`, and a missing piece means "leave this match alone" or "redact", never a crash.
-//! - **Bounded recursion.** [`redact_value`] descends at most 64 levels; anything deeper is replaced by
-//!   [`REDACTED`] and torn down iteratively, so a hostile value cannot exhaust the stack. Object keys
-//!   are redacted too (a map keyed by e-mail address must not leak its keys).
+//! - **Bounded recursion.** [`redact_value`] and [`redact_line`] copy at most 64 container levels;
+//!   anything deeper is replaced by [`REDACTED`] ([`redact_value`] tears it down iteratively, so a
+//!   hostile value cannot exhaust the stack; [`redact_line`] never builds it, and `serde_json`'s
+//!   parser refuses lines nested beyond 128 levels). Object keys are redacted too (a map keyed by
+//!   e-mail address must not leak its keys).
 //! - **Fails closed.** If a pattern fails to compile, [`redact_str`] returns [`REDACTED`] for every
 //!   input; a line that looks like JSON (`{…`) but does not parse is replaced by [`REDACTED`] whole.
 //!   Losing a log line is acceptable; leaking a secret is not.
-//! - **Cheap when clean.** [`redact_str`] returns `Cow::Borrowed` when nothing matched, and each pass
-//!   is skipped outright when the text lacks the characters its pattern needs.
+//! - **Cheap when clean.** Redaction runs on every log line, so the common case costs little and
+//!   none of these shortcuts changes a result:
+//!   - [`redact_str`] first scans the text once for anything any pass needs (an `@`, an auth-scheme
+//!     word, a `=` or `:` that could end a key, `eyJ`, a key prefix, enough digits for a card or a
+//!     phone number) and returns `Cow::Borrowed` at once when there is none; otherwise every pass
+//!     runs, each still skipped when the text lacks the characters its pattern needs, and the
+//!     result is `Cow::Borrowed` when nothing matched.
+//!   - [`redact_line`] does not build a `serde_json::Value`: `serde_json`'s parser drives a visitor
+//!     that writes the redacted object as it reads it (strings without escapes are borrowed from
+//!     the line). Every part, including the ones dropped as secret or too deep, is read exactly as
+//!     a `Value` would be, so the same lines are accepted and rejected. The output keeps the
+//!     original key order, and a duplicated key is kept (each value redacted) rather than merged.
+//!   - Object-key verdicts ([`is_sensitive_key`] and [`redact_str`] of the key) are cached per
+//!     thread for keys of at most 64 bytes, at most 512 of them; beyond that keys are judged afresh,
+//!     so made-up keys cannot grow the cache.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -388,7 +403,9 @@ fn drop_iteratively(value: Value) {
 /// A line that starts like a JSON object (tracing's JSON formatter) is redacted as JSON with the
 /// same rules as [`redact_value`]: the value of a sensitive key becomes [`REDACTED`] whatever its
 /// type, other strings and all keys go through [`redact_str`], and containers nested deeper than 64
-/// levels become [`REDACTED`]. The output is the object on one line, keys in their original order.
+/// levels become [`REDACTED`]. The output is the object on one line, keys in their original order;
+/// a repeated key, or two keys that redact to the same text, are all kept, each value redacted
+/// (where [`redact_value`] keeps one of them).
 /// A line that starts like a JSON object but does not parse (for example nested beyond
 /// `serde_json`'s recursion limit, or truncated) is replaced by [`REDACTED`] whole. Any other line
 /// goes through [`redact_str`]. A trailing `\n` or `\r\n` is kept.
