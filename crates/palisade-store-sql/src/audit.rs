@@ -74,6 +74,23 @@ pub(crate) async fn append<D: Exec>(
     meta: &AuditMeta,
     event: AuditEvent,
 ) -> StoreResult<AuditEntry> {
+    append_all::<D>(conn, tenant, vec![(meta, event)])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::internal("audit append wrote no entry"))
+}
+
+/// Appends `events`, in order, to `tenant`'s chain on the caller's write transaction and returns
+/// the entries: one statement reads (and locks) the head, one inserts every entry, one moves the
+/// head, however many events there are.
+pub(crate) async fn append_all<D: Exec>(
+    conn: &mut Conn<D>,
+    tenant: TenantId,
+    events: Vec<(&AuditMeta, AuditEvent)>,
+) -> StoreResult<Vec<AuditEntry>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let tid = tenant.to_string();
     // Seeds the chain's head on the tenant's first entry and reads it, locked, in one statement: the
     // no-op `DO UPDATE` takes the row lock on PostgreSQL (as `FOR UPDATE` would) and returns the
@@ -96,55 +113,61 @@ pub(crate) async fn append<D: Exec>(
     let row = D::fetch_optional(conn, D::render(&head))
         .await?
         .ok_or_else(|| StoreError::internal("audit head missing after seeding"))?;
-    let prev_seq = D::int(&row, col(AuditHeads::Seq))?;
-    let prev_hash = D::text(&row, col(AuditHeads::Hash))?;
-    let mut entry = AuditEntry {
-        tenant_id: tenant,
-        seq: prev_seq + 1,
-        at: now()?,
-        actor: meta.actor.clone(),
-        action: event.action,
-        resource: event.resource,
-        record_id: event.record_id,
-        ip: meta.ip.clone(),
-        request_id: meta.request_id.clone(),
-        old: event.old,
-        new: event.new,
-        prev_hash,
-        hash: String::new(),
-    };
-    entry.hash = chain_hash(&entry.prev_hash, &entry)?;
-    let insert = Query::insert()
-        .into_table(AuditLog::Table)
-        .columns(ENTRY_COLUMNS)
-        .values([
-            tid.clone().into(),
-            entry.seq.into(),
-            to_micros(entry.at)?.into(),
-            entry.actor.clone().into(),
-            entry.action.clone().into(),
-            entry.resource.clone().into(),
-            entry.record_id.clone().into(),
-            entry.ip.clone().into(),
-            entry.request_id.clone().into(),
-            to_json_text(entry.old.as_ref())?.into(),
-            to_json_text(entry.new.as_ref())?.into(),
-            entry.prev_hash.clone().into(),
-            entry.hash.clone().into(),
-        ])
-        .map_err(|e| StoreError::Internal(Box::new(e)))?
-        .take();
+    let mut seq = D::int(&row, col(AuditHeads::Seq))?;
+    let mut prev_hash = D::text(&row, col(AuditHeads::Hash))?;
+    let at = now()?;
+    let mut insert = Query::insert();
+    insert.into_table(AuditLog::Table).columns(ENTRY_COLUMNS);
+    let mut entries = Vec::with_capacity(events.len());
+    for (meta, event) in events {
+        seq += 1;
+        let mut entry = AuditEntry {
+            tenant_id: tenant,
+            seq,
+            at,
+            actor: meta.actor.clone(),
+            action: event.action,
+            resource: event.resource,
+            record_id: event.record_id,
+            ip: meta.ip.clone(),
+            request_id: meta.request_id.clone(),
+            old: event.old,
+            new: event.new,
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = chain_hash(&entry.prev_hash, &entry)?;
+        insert
+            .values([
+                tid.clone().into(),
+                entry.seq.into(),
+                to_micros(entry.at)?.into(),
+                entry.actor.clone().into(),
+                entry.action.clone().into(),
+                entry.resource.clone().into(),
+                entry.record_id.clone().into(),
+                entry.ip.clone().into(),
+                entry.request_id.clone().into(),
+                to_json_text(entry.old.as_ref())?.into(),
+                to_json_text(entry.new.as_ref())?.into(),
+                entry.prev_hash.clone().into(),
+                entry.hash.clone().into(),
+            ])
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        prev_hash = entry.hash.clone();
+        entries.push(entry);
+    }
     D::execute(conn, D::render(&insert)).await?;
     let advance = Query::update()
         .table(AuditHeads::Table)
         .values([
-            (AuditHeads::Seq, entry.seq.into()),
-            (AuditHeads::Hash, entry.hash.clone().into()),
+            (AuditHeads::Seq, seq.into()),
+            (AuditHeads::Hash, prev_hash.into()),
         ])
         .and_where(Expr::col(AuditHeads::TenantId).eq(tid))
         .take();
     D::execute(conn, D::render(&advance)).await?;
-    Ok(entry)
+    Ok(entries)
 }
 
 /// `SELECT <entry columns> FROM audit_log WHERE tenant_id = <tenant>`.

@@ -99,12 +99,29 @@ pub(crate) async fn connect(url: &str, opts: &ConnectOptions) -> StoreResult<PgP
         .map_err(translate::<PostgresDialect>)
 }
 
-/// Applies the embedded PostgreSQL migrations (in the first schema of the `search_path`).
+/// Applies the embedded PostgreSQL migrations (in the first schema of the `search_path`), then warns
+/// when the server runs without autovacuum.
 pub(crate) async fn migrate(pool: &PgPool) -> StoreResult<()> {
     sqlx::migrate!("migrations/postgres")
         .run(pool)
         .await
-        .map_err(translate_migrate::<PostgresDialect>)
+        .map_err(translate_migrate::<PostgresDialect>)?;
+    warn_without_autovacuum(pool).await;
+    Ok(())
+}
+
+/// Without autovacuum no table is ever analysed, and the planner, blind to how many rows a tenant
+/// holds, can serve a look-up by id from an index that reads every record of the resource: reads
+/// slow down as tables grow. Worth one line at start; not a reason to refuse to start.
+async fn warn_without_autovacuum(pool: &PgPool) {
+    let setting: Result<String, _> = sqlx::query_scalar("SHOW autovacuum").fetch_one(pool).await;
+    if matches!(setting.as_deref(), Ok("off")) {
+        tracing::warn!(
+            target: "palisade::store",
+            "PostgreSQL runs with autovacuum = off: tables are never analysed, so query plans degrade as \
+             data grows; turn it on, or run ANALYZE regularly"
+        );
+    }
 }
 
 /// Runs one DDL statement on a fresh connection to `admin_url`.

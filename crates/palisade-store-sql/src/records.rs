@@ -19,9 +19,15 @@ use palisade_store::{
     FilterOp, IndexedValue, NewRecord, Page, PageRequest, RECORD_VERSION, Record, RecordFilter,
     RecordKeys, RecordQuery, RecordStore, Reservation, StoreError, StoreResult, StoredResponse,
 };
-use sea_query::{Expr, ExprTrait, Func, LockType, Order, Query, SelectStatement, SimpleExpr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sea_query::{
+    Expr, ExprTrait, Func, InsertStatement, LockType, Order, Query, SelectStatement, SimpleExpr,
+};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 use crate::codec::{fetch_keyset_page, from_micros, now, opt_from_micros, to_micros};
 use crate::dialect::{Conn, DbRow, Dialect, Exec, acquire, begin_write, commit};
@@ -35,13 +41,244 @@ const MAX_PURGE_BATCH: u32 = 500;
 /// Records over one dialect's pool.
 pub(crate) struct SqlRecordStore<D: Dialect> {
     pool: sqlx::Pool<D::DB>,
+    creates: Arc<CreateQueue>,
 }
 
 impl<D: Dialect> SqlRecordStore<D> {
     /// A store over `pool`.
     pub(crate) fn new(pool: sqlx::Pool<D::DB>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            creates: Arc::new(CreateQueue::default()),
+        }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group commit of creates
+// ---------------------------------------------------------------------------------------------
+
+/// The most creates written in one transaction.
+const MAX_CREATE_BATCH: usize = 64;
+
+/// A create waiting for its turn: the prepared record and the caller waiting for the outcome.
+struct PendingCreate {
+    scope: TenantScope,
+    meta: AuditMeta,
+    record: Record,
+    keys: RecordKeys,
+    done: oneshot::Sender<StoreResult<Record>>,
+}
+
+/// Creates waiting to be written, and whether a drainer task is writing them.
+///
+/// Group commit: a create joins the queue; one drainer task at a time takes everything queued
+/// (up to [`MAX_CREATE_BATCH`]) and writes it in one transaction with one multi-row statement per
+/// table, so a busy server pays one `BEGIN`, one `COMMIT` and a handful of statements for many
+/// creates, where it paid them per create. Each create still gets its own audit entry, chained in
+/// queue order. If the batch fails for any reason (a unique clash between two of its records, a
+/// failing audit insert, a lost connection) it is rolled back whole and its creates are written
+/// again one by one, each in its own transaction, so each caller gets exactly the outcome it would
+/// have had alone. With one create queued there is no batch: it is written on its own at once.
+///
+/// The drainer runs as its own task, so a caller that goes away does not cancel a transaction
+/// holding other callers' creates; a create whose caller has gone before its batch starts is
+/// dropped unwritten, as a cancelled request's transaction would have been.
+#[derive(Default)]
+struct CreateQueue {
+    pending: std::sync::Mutex<Vec<PendingCreate>>,
+    draining: AtomicBool,
+}
+
+impl CreateQueue {
+    /// The queue. A panic elsewhere cannot leave the `Vec` half-changed, so a poisoned lock is
+    /// taken over rather than failing every create after it.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<PendingCreate>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes up to [`MAX_CREATE_BATCH`] queued creates whose callers are still waiting.
+    fn take(&self) -> Vec<PendingCreate> {
+        let mut pending = self.pending();
+        pending.retain(|c| !c.done.is_closed());
+        let n = pending.len().min(MAX_CREATE_BATCH);
+        pending.drain(..n).collect()
+    }
+}
+
+/// Resets the drainer flag if a drainer unwinds, so later creates start a new one.
+struct DrainerFlag(Arc<CreateQueue>);
+
+impl Drop for DrainerFlag {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.draining.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Writes queued creates until the queue is empty.
+async fn drain_creates<D: Exec>(pool: sqlx::Pool<D::DB>, queue: Arc<CreateQueue>) {
+    let _flag = DrainerFlag(queue.clone());
+    loop {
+        let batch = queue.take();
+        if batch.is_empty() {
+            queue.draining.store(false, Ordering::SeqCst);
+            // A create queued between `take` and the store above found the flag still set and
+            // started no drainer: take it over, unless a new drainer already has.
+            if queue.pending().is_empty() || queue.draining.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            continue;
+        }
+        write_creates::<D>(&pool, batch).await;
+    }
+}
+
+/// Writes a batch together, or each create alone if the batch fails or holds one create.
+async fn write_creates<D: Exec>(pool: &sqlx::Pool<D::DB>, batch: Vec<PendingCreate>) {
+    if batch.len() > 1 {
+        match insert_together::<D>(pool, &batch).await {
+            Ok(()) => {
+                for c in batch {
+                    let _ = c.done.send(Ok(c.record));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, creates = batch.len(), "create batch rolled back; writing each alone");
+            }
+        }
+    }
+    for c in batch {
+        let outcome = insert_one::<D>(pool, &c.scope, &c.meta, &c.record, &c.keys).await;
+        let _ = c.done.send(outcome.map(|()| c.record));
+    }
+}
+
+/// The `records` row of a new record, appended to a multi-row insert.
+fn record_row(stmt: &mut InsertStatement, scope: &TenantScope, record: &Record) -> StoreResult<()> {
+    stmt.values([
+        tenant_of(scope).into(),
+        record.resource.as_str().into(),
+        record.id.as_str().into(),
+        record.owner_id.as_str().into(),
+        data_text(&record.data)?.into(),
+        1i64.into(),
+        to_micros(record.created_at)?.into(),
+        to_micros(record.updated_at)?.into(),
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn record_insert() -> InsertStatement {
+    Query::insert()
+        .into_table(Records::Table)
+        .columns([
+            Records::TenantId,
+            Records::Resource,
+            Records::Id,
+            Records::OwnerId,
+            Records::Data,
+            Records::Version,
+            Records::CreatedAt,
+            Records::UpdatedAt,
+        ])
+        .take()
+}
+
+/// One create in its own transaction.
+async fn insert_one<D: Exec>(
+    pool: &sqlx::Pool<D::DB>,
+    scope: &TenantScope,
+    meta: &AuditMeta,
+    record: &Record,
+    keys: &RecordKeys,
+) -> StoreResult<()> {
+    let mut insert = record_insert();
+    record_row(&mut insert, scope, record)?;
+    let mut tx = begin_write::<D>(pool).await?;
+    D::execute(&mut tx, D::render(&insert)).await?;
+    claim_unique::<D>(&mut tx, scope, &record.resource, &record.id, &keys.unique).await?;
+    write_index::<D>(
+        &mut tx,
+        scope,
+        &record.resource,
+        &record.id,
+        &keys.indexed,
+        true,
+    )
+    .await?;
+    let ev = event("create", record, None, Some(record.to_json()));
+    crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
+    commit::<D>(tx).await
+}
+
+/// A batch of creates in one transaction: one multi-row insert per table, and per tenant one
+/// audit append of all its entries in queue order. Tenants are appended in id order, so two
+/// instances batching the same tenants lock their chain heads in the same order.
+async fn insert_together<D: Exec>(
+    pool: &sqlx::Pool<D::DB>,
+    batch: &[PendingCreate],
+) -> StoreResult<()> {
+    let mut records = record_insert();
+    let mut claims = unique_insert();
+    let mut fields = index_insert();
+    let (mut any_claim, mut any_field) = (false, false);
+    for c in batch {
+        record_row(&mut records, &c.scope, &c.record)?;
+        for (field, key) in &c.keys.unique {
+            unique_row(
+                &mut claims,
+                &c.scope,
+                &c.record.resource,
+                &c.record.id,
+                field,
+                key,
+            )?;
+            any_claim = true;
+        }
+        for (field, value) in &c.keys.indexed {
+            index_row(
+                &mut fields,
+                &c.scope,
+                &c.record.resource,
+                &c.record.id,
+                field,
+                value,
+            )?;
+            any_field = true;
+        }
+    }
+    let mut tenants: Vec<palisade_domain::TenantId> =
+        batch.iter().map(|c| c.scope.tenant_id()).collect();
+    tenants.sort_by_key(ToString::to_string);
+    tenants.dedup();
+    let mut tx = begin_write::<D>(pool).await?;
+    D::execute(&mut tx, D::render(&records)).await?;
+    if any_claim {
+        D::execute(&mut tx, D::render(&claims)).await?;
+    }
+    if any_field {
+        D::execute(&mut tx, D::render(&fields)).await?;
+    }
+    for tenant in tenants {
+        let events = batch
+            .iter()
+            .filter(|c| c.scope.tenant_id() == tenant)
+            .map(|c| {
+                (
+                    &c.meta,
+                    event("create", &c.record, None, Some(c.record.to_json())),
+                )
+            })
+            .collect();
+        crate::audit::append_all::<D>(&mut tx, tenant, events).await?;
+    }
+    commit::<D>(tx).await
 }
 
 fn tenant_of(scope: &TenantScope) -> String {
@@ -119,7 +356,40 @@ fn value_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Claims the unique values of a record; a clash names the field.
+fn unique_insert() -> InsertStatement {
+    Query::insert()
+        .into_table(RecordUnique::Table)
+        .columns([
+            RecordUnique::TenantId,
+            RecordUnique::Resource,
+            RecordUnique::Field,
+            RecordUnique::ValueHash,
+            RecordUnique::RecordId,
+        ])
+        .take()
+}
+
+/// One `record_unique` row, appended to a multi-row insert.
+fn unique_row(
+    stmt: &mut InsertStatement,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+    field: &str,
+    key: &str,
+) -> StoreResult<()> {
+    stmt.values([
+        tenant_of(scope).into(),
+        resource.into(),
+        field.into(),
+        value_hash(key).into(),
+        id.into(),
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Claims the unique values of a record, one statement per field, so a clash names the field.
 async fn claim_unique<D: Exec>(
     conn: &mut Conn<D>,
     scope: &TenantScope,
@@ -128,24 +398,8 @@ async fn claim_unique<D: Exec>(
     unique: &[(String, String)],
 ) -> StoreResult<()> {
     for (field, key) in unique {
-        let stmt = Query::insert()
-            .into_table(RecordUnique::Table)
-            .columns([
-                RecordUnique::TenantId,
-                RecordUnique::Resource,
-                RecordUnique::Field,
-                RecordUnique::ValueHash,
-                RecordUnique::RecordId,
-            ])
-            .values([
-                tenant_of(scope).into(),
-                resource.into(),
-                field.as_str().into(),
-                value_hash(key).into(),
-                id.into(),
-            ])
-            .map_err(internal)?
-            .take();
+        let mut stmt = unique_insert();
+        unique_row(&mut stmt, scope, resource, id, field, key)?;
         match D::execute(conn, D::render(&stmt)).await {
             Ok(_) => {}
             Err(StoreError::Conflict { .. }) => {
@@ -197,31 +451,50 @@ async fn write_index<D: Exec>(
         return Ok(());
     }
     // Every value in one multi-row statement.
-    let mut stmt = Query::insert();
-    stmt.into_table(RecordFields::Table).columns([
-        RecordFields::TenantId,
-        RecordFields::Resource,
-        RecordFields::RecordId,
-        RecordFields::Field,
-        RecordFields::TextValue,
-        RecordFields::NumValue,
-    ]);
+    let mut stmt = index_insert();
     for (field, value) in indexed {
-        let (text, num): (Option<String>, Option<f64>) = match value {
-            IndexedValue::Text(t) => (Some(t.clone()), None),
-            IndexedValue::Num(n) => (None, Some(*n)),
-        };
-        stmt.values([
-            tenant_of(scope).into(),
-            resource.into(),
-            id.into(),
-            field.as_str().into(),
-            text.into(),
-            num.into(),
-        ])
-        .map_err(internal)?;
+        index_row(&mut stmt, scope, resource, id, field, value)?;
     }
     D::execute(conn, D::render(&stmt)).await?;
+    Ok(())
+}
+
+fn index_insert() -> InsertStatement {
+    Query::insert()
+        .into_table(RecordFields::Table)
+        .columns([
+            RecordFields::TenantId,
+            RecordFields::Resource,
+            RecordFields::RecordId,
+            RecordFields::Field,
+            RecordFields::TextValue,
+            RecordFields::NumValue,
+        ])
+        .take()
+}
+
+/// One `record_fields` row, appended to a multi-row insert.
+fn index_row(
+    stmt: &mut InsertStatement,
+    scope: &TenantScope,
+    resource: &str,
+    id: &str,
+    field: &str,
+    value: &IndexedValue,
+) -> StoreResult<()> {
+    let (text, num): (Option<String>, Option<f64>) = match value {
+        IndexedValue::Text(t) => (Some(t.clone()), None),
+        IndexedValue::Num(n) => (None, Some(*n)),
+    };
+    stmt.values([
+        tenant_of(scope).into(),
+        resource.into(),
+        id.into(),
+        field.into(),
+        text.into(),
+        num.into(),
+    ])
+    .map_err(internal)?;
     Ok(())
 }
 
@@ -289,7 +562,6 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
         new: NewRecord,
     ) -> StoreResult<Record> {
         let at = now()?;
-        let micros = to_micros(at)?;
         let record = Record {
             id: uuid::Uuid::now_v7().to_string(),
             resource: new.resource,
@@ -300,53 +572,24 @@ impl<D: Exec> RecordStore for SqlRecordStore<D> {
             updated_at: at,
             deleted_at: None,
         };
-        let insert = Query::insert()
-            .into_table(Records::Table)
-            .columns([
-                Records::TenantId,
-                Records::Resource,
-                Records::Id,
-                Records::OwnerId,
-                Records::Data,
-                Records::Version,
-                Records::CreatedAt,
-                Records::UpdatedAt,
-            ])
-            .values([
-                tenant_of(scope).into(),
-                record.resource.as_str().into(),
-                record.id.as_str().into(),
-                record.owner_id.as_str().into(),
-                data_text(&record.data)?.into(),
-                1i64.into(),
-                micros.into(),
-                micros.into(),
-            ])
-            .map_err(internal)?
-            .take();
-        let mut tx = begin_write::<D>(&self.pool).await?;
-        D::execute(&mut tx, D::render(&insert)).await?;
-        claim_unique::<D>(
-            &mut tx,
-            scope,
-            &record.resource,
-            &record.id,
-            &new.keys.unique,
-        )
-        .await?;
-        write_index::<D>(
-            &mut tx,
-            scope,
-            &record.resource,
-            &record.id,
-            &new.keys.indexed,
-            true,
-        )
-        .await?;
-        let ev = event("create", &record, None, Some(record.to_json()));
-        crate::audit::append::<D>(&mut tx, scope.tenant_id(), meta, ev).await?;
-        commit::<D>(tx).await?;
-        Ok(record)
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            insert_one::<D>(&self.pool, scope, meta, &record, &new.keys).await?;
+            return Ok(record);
+        };
+        let (done, outcome) = oneshot::channel();
+        self.creates.pending().push(PendingCreate {
+            scope: scope.clone(),
+            meta: meta.clone(),
+            record,
+            keys: new.keys,
+            done,
+        });
+        if !self.creates.draining.swap(true, Ordering::SeqCst) {
+            runtime.spawn(drain_creates::<D>(self.pool.clone(), self.creates.clone()));
+        }
+        outcome
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
     }
 
     async fn get_record(
