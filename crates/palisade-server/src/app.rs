@@ -468,6 +468,9 @@ pub fn assemble(state: AppState) -> Result<Router, BuildError> {
     let (router, registry) =
         crate::routes::register(SecureRouter::new(state.clone())).finish(state.capabilities())?;
     let doc = crate::openapi::document(&registry, state.capabilities())?;
+    state
+        .metrics()
+        .set_routes(registry.entries().iter().map(|e| e.path));
     state.set_routes(registry, doc);
     let settings = state.settings();
     let cap = Cap(Arc::new(Semaphore::new(settings.server.max_concurrency)));

@@ -73,6 +73,10 @@ pub struct AuthInfo {
 /// body check, then the handler (see [`crate::ratelimit`] and [`crate::waf`]).
 pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
     let app = &guard.app;
+    // Liveness and the like: public, neither limited nor screened, so nothing more to do.
+    if matches!(guard.access, Access::Public { .. }) && ratelimit::is_exempt(req.uri().path()) {
+        return next.run(req).await;
+    }
     let path = req.uri().path().to_owned();
     // SECURITY: the pipeline always sets the client IP; without it the unspecified address is used,
     // which shares one limit with every other such request.

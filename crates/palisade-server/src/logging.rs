@@ -23,14 +23,28 @@ impl<W: Write> RedactingWriter<W> {
         }
     }
 
+    /// Redacts and writes every complete line in the buffer, then drops them from it in one move.
     fn flush_lines(&mut self) -> io::Result<()> {
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line);
-            self.inner
-                .write_all(palisade_domain::redact::redact_line(&text).as_bytes())?;
+        let mut done = 0;
+        let mut result = Ok(());
+        while let Some(end) = self
+            .buf
+            .get(done..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+            .map(|pos| done + pos + 1)
+        {
+            let line = self.buf.get(done..end).unwrap_or_default();
+            let text = String::from_utf8_lossy(line);
+            done = end;
+            result = self
+                .inner
+                .write_all(palisade_domain::redact::redact_line(&text).as_bytes());
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.buf.drain(..done);
+        result
     }
 }
 
@@ -113,6 +127,21 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("login"));
         assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn access_lines_keep_their_shape_and_numbers() {
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut out);
+            w.write_all(b"{\"message\":\"request\",\"status\":200,\"latency_us\":61,\"path\":\"/v1/x/ada@example.com\"}\n{\"a\":1}\n")
+                .unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "{\"message\":\"request\",\"status\":200,\"latency_us\":61,\"path\":\"/v1/x/[REDACTED:email]\"}\n{\"a\":1}\n"
+        );
     }
 
     #[test]

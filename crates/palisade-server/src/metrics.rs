@@ -14,20 +14,23 @@ use prometheus_client::registry::Registry;
 
 use crate::security_stats::{SecurityEvent, SecurityStats};
 
-/// Labels of a request series.
+/// Labels of a request series. Every value is one of a fixed set known at start, so recording a
+/// request allocates nothing and a client cannot grow the series set.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub method: String,
-    /// Route template or `unmatched`.
-    pub route: String,
+    /// HTTP method, or `OTHER` for an extension method.
+    pub method: &'static str,
+    /// Route template, `unmatched`, or `other` for a template the route table does not hold.
+    pub route: &'static str,
     /// `2xx`, `4xx`, ...
-    pub status: String,
+    pub status: &'static str,
 }
 
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// The route templates of the route table, set once at assembly.
+    routes: std::sync::OnceLock<std::collections::HashSet<&'static str>>,
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
     in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
@@ -144,6 +147,7 @@ impl Metrics {
         );
         Self {
             registry,
+            routes: std::sync::OnceLock::new(),
             requests,
             duration,
             in_flight,
@@ -160,14 +164,50 @@ impl Metrics {
         }
     }
 
-    /// Records a finished request.
-    pub fn record_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let class = format!("{}xx", status / 100);
+    /// Declares the route templates the request series may carry (once, when the router is built).
+    pub fn set_routes(&self, templates: impl IntoIterator<Item = &'static str>) {
+        let _ = self.routes.set(templates.into_iter().collect());
+    }
+
+    /// Records a finished request. `route` is the matched template, `None` when no route matched.
+    pub fn record_request(
+        &self,
+        method: &axum::http::Method,
+        route: Option<&str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        use axum::http::Method;
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            _ => "OTHER",
+        };
+        let route = match route {
+            None => "unmatched",
+            Some(r) => self
+                .routes
+                .get()
+                .and_then(|set| set.get(r).copied())
+                .unwrap_or("other"),
+        };
+        let status = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status: class,
+                method,
+                route,
+                status,
             })
             .inc();
         self.duration.observe(seconds);

@@ -97,7 +97,7 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let self_check = req
         .extensions()
         .get::<crate::trust::checks::SelfCheckProbe>()
@@ -120,7 +120,7 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
         res.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     if let Some(InternalCause(cause)) = res.extensions_mut().remove::<InternalCause>() {
         tracing::error!(target: "palisade::error", request_id = %id, cause = %cause, "internal error");
     }
@@ -131,20 +131,21 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
         return res;
     }
     app.metrics().record_request(
-        method.as_str(),
-        route,
+        &method,
+        matched.as_ref().map(MatchedPath::as_str),
         status.as_u16(),
         elapsed.as_secs_f64(),
     );
     {
         let code = res.extensions().get::<Problem>().map(|p| p.code.as_str());
         let auth = res.extensions().get::<AuthInfo>();
+        // Plain `&str` fields are written as they are; `%` would format each through a `String`.
         tracing::info!(
             target: "palisade::access",
-            request_id = %id,
-            method = %method,
-            route = %route,
-            path = %uri.path(),
+            request_id = id.as_str(),
+            method = method.as_str(),
+            route = route,
+            path = uri.path(),
             status = status.as_u16(),
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             client_ip = %ip,
@@ -187,17 +188,29 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// [`SECURITY_HEADERS`] parsed once, so a response pays a map insert per header and no parsing.
+static SECURITY_HEADER_PAIRS: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
+    std::sync::LazyLock::new(|| {
+        SECURITY_HEADERS
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    });
+
 /// The security headers (unless turned off) and `Cache-Control: no-store` when the route set none.
 fn apply_security_headers(app: &AppState, res: &mut Response) {
     if app.settings().server.security_headers {
         let h = res.headers_mut();
-        for (name, value) in SECURITY_HEADERS {
+        h.reserve(SECURITY_HEADER_PAIRS.len() + 2);
+        for (name, value) in SECURITY_HEADER_PAIRS.iter() {
             // A route may set a stricter or route-specific CSP (e.g. the Trust Center page); keep it.
-            if !h.contains_key(*name) {
-                h.insert(
-                    HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                );
+            if let axum::http::header::Entry::Vacant(slot) = h.entry(name) {
+                slot.insert(value.clone());
             }
         }
     }
