@@ -8,6 +8,9 @@
 //! query on a small pool, no authentication or tenant selection (the baseline of `bench/resources.sh`,
 //! which points it at the very row Palisade serves). The tenant id comes from `BARE_AXUM_TENANT`.
 //!
+//! With `BARE_AXUM_HEADERS=1`, `/health` also sends the ten headers Palisade's pipeline adds (security
+//! headers, `cache-control`, a request id): a diagnostic for `bench/pipeline.sh`, never the baseline.
+//!
 //! Listen address: first argument, else `BARE_AXUM_LISTEN`, else `127.0.0.1:18081`.
 //! Stops on SIGINT/SIGTERM.
 
@@ -21,8 +24,41 @@ use serde_json::{Value, json};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:18081";
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Palisade's response headers on `/health` (its security headers, `cache-control` and a request id
+/// of the same length), sent when `BARE_AXUM_HEADERS=1`: a diagnostic that tells how much of the
+/// pipeline's cost is the bytes every response must carry, not the work of producing them.
+const PALISADE_HEADERS: [(&str, &str); 10] = [
+    ("x-request-id", "01a2135e-0a14-71f8-9f65-03f1e5f35c22"),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("x-frame-options", "DENY"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    ),
+    ("cache-control", "no-store"),
+];
+
+static WITH_HEADERS: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var("BARE_AXUM_HEADERS").is_ok_and(|v| v == "1"));
+
+async fn health() -> Response {
+    let body = Json(json!({ "status": "ok" }));
+    if *WITH_HEADERS {
+        (PALISADE_HEADERS, body).into_response()
+    } else {
+        body.into_response()
+    }
 }
 
 /// The pool and tenant of the SQLite read route.
@@ -32,7 +68,10 @@ struct Db {
     tenant: String,
 }
 
-async fn read_record(State(db): State<Db>, Path((resource, id)): Path<(String, String)>) -> Response {
+async fn read_record(
+    State(db): State<Db>,
+    Path((resource, id)): Path<(String, String)>,
+) -> Response {
     let row: Result<Option<(String,)>, _> = sqlx::query_as(
         "SELECT data FROM records WHERE tenant_id = ? AND resource = ? AND id = ? AND deleted_at IS NULL",
     )
@@ -42,9 +81,7 @@ async fn read_record(State(db): State<Db>, Path((resource, id)): Path<(String, S
     .fetch_optional(&db.pool)
     .await;
     match row {
-        Ok(Some((data,))) => {
-            ([("content-type", "application/json")], data).into_response()
-        }
+        Ok(Some((data,))) => ([("content-type", "application/json")], data).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
