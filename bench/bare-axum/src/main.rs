@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::get};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:18081";
 
