@@ -543,3 +543,68 @@ async fn postgres_a_failing_audit_append_rolls_the_record_back() {
     drop_test_schema(&admin_url, &schema).await;
     rethrow(outcome);
 }
+
+/// Before any ANALYZE (a fresh table, or a server without autovacuum) PostgreSQL's planner has no
+/// statistics; a look-up of one record by id must still use the primary key, not a secondary index
+/// that reads every record of the resource (migration 0013).
+#[tokio::test]
+async fn postgres_looks_records_up_by_primary_key_before_any_analyze() {
+    let Some(admin_url) = pg_admin_url() else {
+        return;
+    };
+    let (backend, schema) = pg_backend(&admin_url).await;
+    let outcome = tokio::spawn({
+        let backend = backend.clone();
+        let (admin_url, schema) = (admin_url.clone(), schema.clone());
+        async move {
+            use palisade_store::audit::AuditMeta;
+            let system = SystemScope::internal(InternalRole::Bootstrap);
+            let root = backend
+                .stores()
+                .tenants
+                .create_system_tenant(
+                    &system,
+                    Slug::parse("root").unwrap(),
+                    "Root".to_owned(),
+                    &AuditMeta::system("test"),
+                )
+                .await
+                .unwrap();
+            let tenant = root.id.to_string();
+            backend
+                .execute_raw_for_tests(&format!(
+                    "INSERT INTO records (tenant_id, resource, id, owner_id, data, version, created_at, updated_at) \
+                     SELECT '{tenant}', 'things', 'r' || g, 'user:' || (g % 7), '{{}}', 1, g, g \
+                     FROM generate_series(1, 5000) AS g"
+                ))
+                .await
+                .unwrap();
+            let options = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&admin_url)
+                .unwrap()
+                .options([("search_path", schema.as_str())]);
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .unwrap();
+            let analysed: Option<i64> = sqlx::query_scalar(
+                "SELECT analyze_count + autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'records' AND schemaname = current_schema()",
+            )
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+            assert!(matches!(analysed, None | Some(0)), "the table must not be analysed yet");
+            let plan: Vec<String> = sqlx::query_scalar(
+                "EXPLAIN SELECT data FROM records WHERE tenant_id = $1 AND resource = 'things' AND id = 'r4321' AND deleted_at IS NULL",
+            )
+            .bind(&tenant)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains("records.tenant_id_resource_id"), "{plan}");
+        }
+    })
+    .await;
+    backend.close().await;
+    drop_test_schema(&admin_url, &schema).await;
+    rethrow(outcome);
+}
