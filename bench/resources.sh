@@ -298,14 +298,6 @@ print(c.execute("SELECT tenant_id FROM records WHERE id = ?", (sys.argv[2],)).fe
   for ((r = 1; r <= ROUNDS; r++)); do
     run_wrk "w2-$backend" "$DURATION" "$BASE_URL/v1/customers" "${create_args[@]}"
   done
-  if [[ "$backend" == postgres ]]; then
-    # W2 has just grown the tables from one record to tens of thousands. A production PostgreSQL
-    # analyses them within a minute (autovacuum); this machine's runs with autovacuum off, which
-    # leaves the planner without statistics and lets it serve a look-up by id from an index that
-    # reads every record of the resource. Analyse once, as autovacuum would have.
-    psql "$PG_URL" -q -c "SET search_path = $PG_SCHEMA" -c "ANALYZE records, record_fields, record_unique, audit_log, audit_heads" >/dev/null || die "ANALYZE failed"
-    log "postgres: ANALYZE after W2 (autovacuum = $(psql "$PG_URL" -qtA -c 'SHOW autovacuum'))"
-  fi
   if [[ "$HALF_LOAD" == 1 ]]; then
     if ! command -v oha >/dev/null 2>&1; then
       log "oha not found (cargo install oha): skipping the half-load p99 phase"
