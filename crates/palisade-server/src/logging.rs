@@ -73,6 +73,104 @@ impl<W: Write> Drop for RedactingWriter<W> {
     }
 }
 
+/// The background writer every log line goes through, once [`init`] installed it. Access lines are
+/// written to it directly (see [`access`]), so they queue in order with every other line and pass the
+/// same [`RedactingWriter`].
+static LINES: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+/// One access-log line: one per request, written by the pipeline's edge.
+#[derive(Debug, serde::Serialize)]
+pub struct AccessLine<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The route template, or `unmatched`.
+    pub route: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Time spent in the server, in microseconds.
+    pub latency_us: u64,
+    /// The client IP the pipeline resolved.
+    pub client_ip: std::net::IpAddr,
+    /// The problem code of an error response, or empty.
+    pub problem: &'a str,
+    /// The authenticated subject, or empty.
+    pub subject: &'a str,
+    /// The tenant acted on, or empty.
+    pub tenant: &'a str,
+}
+
+/// The line as tracing's JSON formatter would write it, field for field and in the same order.
+#[derive(serde::Serialize)]
+struct AccessRecord<'a> {
+    timestamp: &'a str,
+    level: &'static str,
+    message: &'static str,
+    #[serde(flatten)]
+    line: &'a AccessLine<'a>,
+    target: &'static str,
+}
+
+/// The access log's target.
+pub const ACCESS_TARGET: &str = "palisade::access";
+
+/// `2026-11-25T15:37:17.610627Z`, as tracing's JSON formatter writes timestamps.
+const TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// Logs one access line at `info` under the target [`ACCESS_TARGET`], when the filter lets it
+/// through. With the subscriber of [`init`] the line is serialised here in one pass and queued on
+/// the same background writer (and redaction) as every other line, which costs a fraction of a
+/// tracing event's field-by-field formatting; without it (tests) it is an ordinary event.
+pub fn access(line: &AccessLine<'_>) {
+    if !tracing::enabled!(target: "palisade::access", tracing::Level::INFO) {
+        return;
+    }
+    let Some(lines) = LINES.get() else {
+        tracing::info!(
+            target: "palisade::access",
+            request_id = line.request_id,
+            method = line.method,
+            route = line.route,
+            path = line.path,
+            status = line.status,
+            latency_us = line.latency_us,
+            client_ip = %line.client_ip,
+            problem = line.problem,
+            subject = line.subject,
+            tenant = line.tenant,
+            "request"
+        );
+        return;
+    };
+    if let Some(buf) = access_json(line, time::OffsetDateTime::now_utc()) {
+        let mut writer = tracing_subscriber::fmt::MakeWriter::make_writer(lines);
+        // Like a tracing event, a line that cannot be queued is dropped, never retried.
+        let _ = writer.write_all(&buf);
+    }
+}
+
+/// The access line as JSON, with its newline.
+fn access_json(line: &AccessLine<'_>, at: time::OffsetDateTime) -> Option<Vec<u8>> {
+    let timestamp = at.format(TIMESTAMP).ok()?;
+    let record = AccessRecord {
+        timestamp: &timestamp,
+        level: "INFO",
+        message: "request",
+        line,
+        target: ACCESS_TARGET,
+    };
+    let mut buf = Vec::with_capacity(320);
+    serde_json::to_writer(&mut buf, &record).ok()?;
+    buf.push(b'\n');
+    Some(buf)
+}
+
 /// Keeps the background log writer alive; dropping it flushes what is queued and stops it.
 #[must_use = "logs are flushed and the writer stops when the guard is dropped"]
 pub struct LogGuard {
@@ -100,9 +198,12 @@ pub fn init(filter: &str) -> LogGuard {
         .flatten_event(true)
         .with_current_span(false)
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .try_init()
         .is_ok();
+    if installed {
+        let _ = LINES.set(writer);
+    }
     LogGuard {
         _writer: installed.then_some(guard),
     }
@@ -127,6 +228,66 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("login"));
         assert_eq!(text.lines().count(), 2);
+    }
+
+    /// A buffer tracing's JSON formatter writes into.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The directly serialised access line is the line tracing's JSON formatter (as `init` sets it
+    /// up) writes for the same event, key for key, in the same order, timestamp aside.
+    #[test]
+    fn access_lines_match_what_the_tracing_formatter_writes() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        let line = AccessLine {
+            request_id: "01a2135a-a62a-75d6-b5a5-3095de6b6e69",
+            method: "GET",
+            route: "/v1/{resource}/{id}",
+            path: "/v1/customers/\"quoted\"\u{e9}",
+            status: 404,
+            latency_us: 61,
+            client_ip: "2001:db8::1".parse().unwrap(),
+            problem: "record.not_found",
+            subject: "user:01a2",
+            tenant: "01a3",
+        };
+        // No `init` in tests, so `access` takes its tracing path.
+        tracing::subscriber::with_default(subscriber, || access(&line));
+        let from_tracing: serde_json::Value =
+            serde_json::from_slice(&captured.0.lock().unwrap()).unwrap();
+        let direct = access_json(&line, time::OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(direct.last(), Some(&b'\n'));
+        let direct: serde_json::Value = serde_json::from_slice(&direct).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(keys(&direct), keys(&from_tracing));
+        for (key, value) in direct.as_object().unwrap() {
+            if key == "timestamp" {
+                let (a, b) = (value.as_str().unwrap(), from_tracing[key].as_str().unwrap());
+                assert_eq!(a.len(), b.len(), "{a} vs {b}");
+                assert!(a.ends_with('Z') && b.ends_with('Z'));
+            } else {
+                assert_eq!(value, &from_tracing[key], "{key}");
+            }
+        }
     }
 
     #[test]

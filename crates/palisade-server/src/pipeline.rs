@@ -139,21 +139,18 @@ pub async fn edge(State(app): State<AppState>, mut req: Request, next: Next) -> 
     {
         let code = res.extensions().get::<Problem>().map(|p| p.code.as_str());
         let auth = res.extensions().get::<AuthInfo>();
-        // Plain `&str` fields are written as they are; `%` would format each through a `String`.
-        tracing::info!(
-            target: "palisade::access",
-            request_id = id.as_str(),
-            method = method.as_str(),
-            route = route,
-            path = uri.path(),
-            status = status.as_u16(),
-            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            client_ip = %ip,
-            problem = code.unwrap_or(""),
-            subject = auth.map_or("", |a| a.subject.as_str()),
-            tenant = auth.map_or("", |a| a.tenant.as_str()),
-            "request"
-        );
+        crate::logging::access(&crate::logging::AccessLine {
+            request_id: &id,
+            method: method.as_str(),
+            route,
+            path: uri.path(),
+            status: status.as_u16(),
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            client_ip: ip,
+            problem: code.unwrap_or(""),
+            subject: auth.map_or("", |a| a.subject.as_str()),
+            tenant: auth.map_or("", |a| a.tenant.as_str()),
+        });
     }
     finish_headers(&app, &mut res, &id);
     res
