@@ -446,6 +446,18 @@ async fn a_failing_audit_append_rolls_the_record_back(
             .await
             .is_err()
     );
+    // Concurrent creates are written together: the failing batch is rolled back whole, and each
+    // create, retried alone, fails too.
+    let together: Vec<_> = (0..8)
+        .map(|i| {
+            let stores = stores.clone();
+            let (scope, meta, new) = (scope.clone(), meta.clone(), new(&format!("t{i}")));
+            tokio::spawn(async move { stores.records.create_record(&scope, &meta, new).await })
+        })
+        .collect();
+    for create in together {
+        assert!(create.await.unwrap().is_err());
+    }
     let changed = new("c");
     assert!(
         stores
