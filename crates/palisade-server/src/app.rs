@@ -106,10 +106,17 @@ async fn build_with(
     let state = AppState::new(settings, stores, capabilities, authenticator, cursors, auth);
     bootstrap(&state).await?;
     let router = assemble(state.clone())?;
-    // The Trust Center's self-checks run now (through the router just built), then periodically.
-    crate::trust::start(&state, &router).await;
-    start_key_usage_flush(&state);
     Ok(App { router, state })
+}
+
+impl App {
+    /// Starts what only a serving instance needs: the Trust Center's self-checks (now, through the
+    /// router, then periodically) and the batched API-key `last_used_at` writes. Maintenance
+    /// commands (`migrate`, `audit verify`, `keys rotate`, …) build the app without them.
+    pub async fn start_background(&self) {
+        crate::trust::start(&self.state, &self.router).await;
+        start_key_usage_flush(&self.state);
+    }
 }
 
 /// Writes API keys' `last_used_at` every `api_keys.last_used_flush_secs` (see

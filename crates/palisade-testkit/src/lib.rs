@@ -167,6 +167,7 @@ impl TestApp {
         let app = palisade_server::app::build_for_tests(settings, auth.clone())
             .await
             .expect("build the app");
+        app.start_background().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

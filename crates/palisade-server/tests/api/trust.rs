@@ -376,6 +376,7 @@ async fn production_refuses_to_start_without_a_security_contact() {
     let app = palisade_server::build(s)
         .await
         .expect("starts with a contact");
+    app.start_background().await;
     // In production the mode claim holds.
     let results = app.state.trust().all();
     let mode = results
@@ -383,6 +384,19 @@ async fn production_refuses_to_start_without_a_security_contact() {
         .find(|r| r.check == CheckId::ProductionMode)
         .unwrap();
     assert!(mode.passed, "{}", mode.detail);
+}
+
+/// Maintenance commands build the app without serving it: the self-checks (which probe the router)
+/// run only once a serving instance starts its background work.
+#[tokio::test]
+async fn self_checks_run_only_for_a_serving_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = palisade_server::build(Settings::for_test(dir.path()))
+        .await
+        .unwrap();
+    assert!(app.state.trust().all().is_empty());
+    app.start_background().await;
+    assert!(!app.state.trust().all().is_empty());
 }
 
 #[tokio::test]
