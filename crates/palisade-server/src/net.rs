@@ -163,7 +163,14 @@ pub async fn recover_tenant_allowed_ips(
             .map_err(crate::error::ApiError::from)
     })
     .await
-    .map_err(|e| format!("{e:?}"))
+    .map_err(|e| {
+        // The problem an HTTP caller would get, as one line: "<detail> (<code>)".
+        let res = axum::response::IntoResponse::into_response(e);
+        res.extensions().get::<crate::error::Problem>().map_or_else(
+            || res.status().to_string(),
+            |p| format!("{} ({})", p.detail, p.code),
+        )
+    })
 }
 
 #[cfg(test)]
