@@ -64,6 +64,22 @@ async fn pg_backend(admin_url: &str) -> (Backend, String) {
     (backend, schema)
 }
 
+/// The system tenant `root`, freshly created, and a scope on it.
+async fn root_scope(stores: &Stores) -> palisade_authz::TenantScope {
+    let system = SystemScope::internal(InternalRole::Bootstrap);
+    let root = stores
+        .tenants
+        .create_system_tenant(
+            &system,
+            Slug::parse("root").unwrap(),
+            "Root".to_owned(),
+            &audit_meta(),
+        )
+        .await
+        .unwrap();
+    system.tenant_scope(root.to_ref())
+}
+
 /// Runs a case on its own task so that a failing assertion still lets the caller clean up.
 async fn run_isolated(case: Case, stores: Stores) -> Result<(), tokio::task::JoinError> {
     tokio::spawn((case.run)(stores)).await
@@ -106,18 +122,7 @@ mod postgres {
 
 /// The same duplicate slug, on each backend: the Conflict it yields.
 async fn duplicate_slug_conflict(stores: &Stores) -> StoreError {
-    let system = SystemScope::internal(InternalRole::Bootstrap);
-    let root = stores
-        .tenants
-        .create_system_tenant(
-            &system,
-            Slug::parse("root").unwrap(),
-            "Root".to_owned(),
-            &audit_meta(),
-        )
-        .await
-        .unwrap();
-    let scope = system.tenant_scope(root.to_ref());
+    let scope = root_scope(stores).await;
     let new = NewTenant {
         slug: Slug::parse("dup").unwrap(),
         name: "Duplicate".to_owned(),
@@ -248,18 +253,7 @@ async fn schema_options_are_checked() {
 async fn audit_tampering_is_refused_then_detected(backend: &Backend) {
     use palisade_store::audit::{AuditEvent, AuditMeta};
     let stores = backend.stores();
-    let system = SystemScope::internal(InternalRole::Bootstrap);
-    let root = stores
-        .tenants
-        .create_system_tenant(
-            &system,
-            Slug::parse("root").unwrap(),
-            "Root".to_owned(),
-            &audit_meta(),
-        )
-        .await
-        .unwrap();
-    let scope = system.tenant_scope(root.to_ref());
+    let scope = root_scope(&stores).await;
     let base = stores.audit.head(&scope).await.unwrap().seq;
     for i in 0..5 {
         stores
@@ -280,7 +274,7 @@ async fn audit_tampering_is_refused_then_detected(backend: &Backend) {
     }
     let verify = || async { stores.audit.verify(&scope).await.unwrap() };
     assert!(verify().await.valid);
-    let tid = root.id;
+    let tid = scope.tenant_id();
     let raw = |sql: String| async move { backend.execute_raw_for_tests(&sql).await };
 
     // The database refuses both, whatever the store API does.
@@ -405,18 +399,7 @@ async fn a_failing_audit_append_rolls_the_record_back(
     use palisade_store::audit::AuditMeta;
     use palisade_store::{IndexedValue, NewRecord, RecordKeys};
     let stores = backend.stores();
-    let system = SystemScope::internal(InternalRole::Bootstrap);
-    let root = stores
-        .tenants
-        .create_system_tenant(
-            &system,
-            Slug::parse("root").unwrap(),
-            "Root".to_owned(),
-            &AuditMeta::system("test"),
-        )
-        .await
-        .unwrap();
-    let scope = system.tenant_scope(root.to_ref());
+    let scope = root_scope(&stores).await;
     let meta = AuditMeta::system("test");
     let new = |code: &str| {
         let data: serde_json::Map<String, serde_json::Value> =
@@ -569,20 +552,7 @@ async fn postgres_looks_records_up_by_primary_key_before_any_analyze() {
         let backend = backend.clone();
         let (admin_url, schema) = (admin_url.clone(), schema.clone());
         async move {
-            use palisade_store::audit::AuditMeta;
-            let system = SystemScope::internal(InternalRole::Bootstrap);
-            let root = backend
-                .stores()
-                .tenants
-                .create_system_tenant(
-                    &system,
-                    Slug::parse("root").unwrap(),
-                    "Root".to_owned(),
-                    &AuditMeta::system("test"),
-                )
-                .await
-                .unwrap();
-            let tenant = root.id.to_string();
+            let tenant = root_scope(&backend.stores()).await.tenant_id().to_string();
             backend
                 .execute_raw_for_tests(&format!(
                     "INSERT INTO records (tenant_id, resource, id, owner_id, data, version, created_at, updated_at) \
